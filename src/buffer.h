@@ -1,0 +1,28 @@
+/* A growable byte buffer; the codec writes into it, tasks carry it. */
+#ifndef LUAPOOL_BUFFER_H
+#define LUAPOOL_BUFFER_H
+
+#include <stddef.h>
+#include <string.h>
+
+typedef struct lp_buf {
+  char *data;
+  size_t len, cap;
+} lp_buf;
+
+/* Makes room for n more bytes; returns 0, or -1 when memory is exhausted. */
+int lp_buf_grow(lp_buf *b, size_t n);
+void lp_buf_free(lp_buf *b);
+
+static inline int lp_buf_reserve(lp_buf *b, size_t n) {
+  return (b->cap - b->len >= n) ? 0 : lp_buf_grow(b, n);
+}
+
+static inline int lp_buf_put(lp_buf *b, const void *p, size_t n) {
+  if (lp_buf_reserve(b, n)) return -1;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+#endif

@@ -1,0 +1,508 @@
+/* Value codec. Format: one tag byte per value, then its payload.
+**   nil false true          tag only
+**   int                     zigzag varint (integers; integral doubles on 5.1)
+**   num                     8 raw bytes of a double
+**   str                     varint length, bytes
+**   table / table-shared    varint narr, u32 nhash, narr values, key/value
+**                           pairs, END; "shared" ones are referred to again
+**   func / func-shared      varint size, bytecode, u8 nups, nups values
+**   ref                     varint number of an earlier table or function
+**   globals                 the receiving state's globals table */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "codec.h"
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
+  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END
+};
+
+/* ---- encoder: the seen map -------------------------------------------- */
+
+static size_t hashptr(const void *p) {
+  uintptr_t x = (uintptr_t)p;
+  x ^= x >> 17;
+  x *= (uintptr_t)0x9E3779B97F4A7C15u;
+  return (size_t)(x ^ (x >> 29));
+}
+
+static lp_seen *seen_find(lp_encoder *e, const void *p) {
+  size_t i = hashptr(p) & e->mask;
+  for (;; i = (i + 1) & e->mask) {
+    lp_seen *s = &e->seen[i];
+    if (s->gen != e->gen) return s;        /* empty slot */
+    if (s->key == p) return s;
+  }
+}
+
+static int seen_grow(lp_encoder *e) {
+  size_t oldcap = e->seen ? e->mask + 1 : 0, cap = oldcap ? oldcap * 2 : 64, i;
+  lp_seen *old = e->seen, *n = calloc(cap, sizeof *n);
+  if (!n) return -1;
+  e->seen = n;
+  e->mask = cap - 1;
+  for (i = 0; i < oldcap; i++)
+    if (old[i].gen == e->gen) *seen_find(e, old[i].key) = old[i];
+  free(old);
+  return 0;
+}
+
+void lp_encoder_free(lp_encoder *e) {
+  free(e->seen);
+  e->seen = NULL;
+  e->mask = e->used = 0;
+}
+
+/* ---- encoder: writing ------------------------------------------------- */
+
+static int fail(lp_encoder *e, const char *fmt, const char *what) {
+  e->errlen = (size_t)snprintf(e->err, sizeof e->err, fmt, what);
+  if (e->errlen >= sizeof e->err) e->errlen = sizeof e->err - 1;
+  return -1;
+}
+
+static int oom(lp_encoder *e) { return fail(e, "%s", "out of memory"); }
+
+static int put_byte(lp_encoder *e, int c) {
+  if (lp_buf_reserve(e->out, 1)) return oom(e);
+  e->out->data[e->out->len++] = (char)c;
+  return 0;
+}
+
+static int put_varint(lp_encoder *e, uint64_t v) {
+  char *p;
+  if (lp_buf_reserve(e->out, 10)) return oom(e);
+  p = e->out->data + e->out->len;
+  while (v >= 0x80) { *p++ = (char)(v | 0x80); v >>= 7; }
+  *p++ = (char)v;
+  e->out->len = (size_t)(p - e->out->data);
+  return 0;
+}
+
+static int put_tagged_bytes(lp_encoder *e, int tag, const void *s, size_t n) {
+  if (put_byte(e, tag) || put_varint(e, n)) return -1;
+  if (lp_buf_put(e->out, s, n)) return oom(e);
+  return 0;
+}
+
+static int put_int(lp_encoder *e, int64_t i) {
+  return put_byte(e, T_INT) ||
+         put_varint(e, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
+}
+
+static int put_number(lp_encoder *e, lua_State *L, int idx) {
+#if LP_HAS_INTEGERS
+  if (lua_isinteger(L, idx)) return put_int(e, (int64_t)lua_tointeger(L, idx));
+#endif
+  {
+    double d = (double)lua_tonumber(L, idx);
+#if !LP_HAS_INTEGERS
+    if (d >= -2147483648.0 && d <= 2147483647.0 && d == (double)(int32_t)d &&
+        !(d == 0 && signbit(d)))
+      return put_int(e, (int32_t)d);
+#endif
+    if (put_byte(e, T_NUM)) return -1;
+    if (lp_buf_put(e->out, &d, sizeof d)) return oom(e);
+    return 0;
+  }
+}
+
+/* Prepends one step of the path ("[2]", ".name") after a failure below. */
+static void path_prepend(lp_encoder *e, const char *seg) {
+  size_t n = strlen(seg), room = sizeof e->err - 1;
+  if (n > room) n = room;
+  if (e->errlen + n > room) e->errlen = room - n;
+  memmove(e->err + n, e->err, e->errlen);
+  memcpy(e->err, seg, n);
+  e->errlen += n;
+  e->err[e->errlen] = '\0';
+}
+
+static int is_identifier(const char *s, size_t n) {
+  size_t i;
+  if (n == 0 || n > 40 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (i = 0; i < n; i++) {
+    char c = s[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9')))
+      return 0;
+  }
+  return 1;
+}
+
+/* The path step for the key at stack index k. */
+static void path_key(lp_encoder *e, lua_State *L, int k) {
+  char seg[64];
+  size_t n;
+  const char *s;
+  switch (lua_type(L, k)) {
+    case LUA_TSTRING:
+      s = lua_tolstring(L, k, &n);
+      if (is_identifier(s, n)) snprintf(seg, sizeof seg, ".%s", s);
+      else snprintf(seg, sizeof seg, "[\"%.*s%s\"]", n > 32 ? 32 : (int)n, s,
+                    n > 32 ? "..." : "");
+      break;
+    case LUA_TNUMBER:
+#if LP_HAS_INTEGERS
+      if (lua_isinteger(L, k)) {
+        snprintf(seg, sizeof seg, "[%lld]", (long long)lua_tointeger(L, k));
+        break;
+      }
+#endif
+      snprintf(seg, sizeof seg, "[%.14g]", (double)lua_tonumber(L, k));
+      break;
+    case LUA_TBOOLEAN:
+      snprintf(seg, sizeof seg, "[%s]", lua_toboolean(L, k) ? "true" : "false");
+      break;
+    default:
+      snprintf(seg, sizeof seg, "[<%s>]", luaL_typename(L, k));
+  }
+  path_prepend(e, seg);
+}
+
+static int put_value(lp_encoder *e, int idx);
+
+/* A table or function seen before becomes a reference, and its first
+** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
+static int put_seen(lp_encoder *e, const void *p) {
+  lp_seen *s;
+  if (e->used + 1 > (e->mask + 1) / 2 || !e->seen) {
+    if (seen_grow(e)) return oom(e);
+  }
+  s = seen_find(e, p);
+  if (s->gen == e->gen) {
+    char *tag = &e->out->data[s->tagpos];
+    if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
+    else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
+    if (put_byte(e, T_REF) || put_varint(e, s->ref)) return -1;
+    return 1;
+  }
+  s->key = p;
+  s->gen = e->gen;
+  s->ref = e->nextref++;
+  s->tagpos = e->out->len;
+  e->used++;
+  return 0;
+}
+
+static int is_array_key(lua_State *L, int k, size_t narr) {
+  if (lua_type(L, k) != LUA_TNUMBER) return 0;
+#if LP_HAS_INTEGERS
+  if (lua_isinteger(L, k)) {
+    lua_Integer i = lua_tointeger(L, k);
+    return i >= 1 && (lua_Unsigned)i <= narr;
+  }
+  return 0;
+#else
+  {
+    double d = (double)lua_tonumber(L, k);
+    return d >= 1 && d <= (double)narr && d == floor(d);
+  }
+#endif
+}
+
+static int put_table(lp_encoder *e, int idx) {
+  lua_State *L = e->L;
+  size_t narr = lp_rawlen(L, idx), i, hpos;
+  uint32_t nhash = 0;
+  if (put_byte(e, T_TABLE) || put_varint(e, narr)) return -1;
+  hpos = e->out->len;
+  if (lp_buf_put(e->out, &nhash, sizeof nhash)) return oom(e);
+  for (i = 1; i <= narr; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (put_value(e, lua_gettop(L))) {
+      char seg[32];
+      snprintf(seg, sizeof seg, "[%zu]", i);
+      path_prepend(e, seg);
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (is_array_key(L, top - 1, narr)) { lua_pop(L, 1); continue; }
+    if (put_value(e, top - 1)) {
+      path_key(e, L, top - 1);  /* names the key itself: t[<thread>] */
+      lua_pop(L, 2);
+      return -1;
+    }
+    if (put_value(e, top)) {
+      path_key(e, L, top - 1);
+      lua_pop(L, 2);
+      return -1;
+    }
+    nhash++;
+    lua_pop(L, 1);
+  }
+  memcpy(e->out->data + hpos, &nhash, sizeof nhash);
+  return put_byte(e, T_END);
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  return lp_buf_put((lp_buf *)ud, p, n);
+}
+
+static int put_function(lp_encoder *e, int idx) {
+  lua_State *L = e->L;
+  size_t lenpos, start;
+  uint64_t size;
+  int nups = 0, i;
+  const char *name;
+  if (lua_iscfunction(L, idx))
+    return fail(e, "%s", ": a C function cannot cross to another Lua state");
+  /* Reserve a fixed 5-byte varint for the size, then dump behind it. */
+  if (put_byte(e, T_FUNC) || lp_buf_reserve(e->out, 5)) return oom(e);
+  lenpos = e->out->len;
+  e->out->len += 5;
+  start = e->out->len;
+  lua_pushvalue(L, idx);
+  i = lp_dump(L, dump_writer, e->out);
+  lua_pop(L, 1);
+  if (i != 0) return fail(e, "%s", ": function could not be dumped as bytecode");
+  size = e->out->len - start;
+  if (size >= ((uint64_t)1 << 35)) return fail(e, "%s", ": function too large");
+  for (i = 0; i < 4; i++) e->out->data[lenpos + i] = (char)((size >> (7 * i)) | 0x80);
+  e->out->data[lenpos + 4] = (char)(size >> 28);
+  while (lua_getupvalue(L, idx, nups + 1)) { lua_pop(L, 1); nups++; }
+  if (nups > 255) return fail(e, "%s", ": function has too many upvalues");
+  if (put_byte(e, nups)) return -1;
+  for (i = 1; i <= nups; i++) {
+    name = lua_getupvalue(L, idx, i);
+    if (put_value(e, lua_gettop(L))) {
+      char seg[80];
+      snprintf(seg, sizeof seg, "(upvalue %.60s)", name && *name ? name : "?");
+      path_prepend(e, seg);
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int put_value(lp_encoder *e, int idx) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *s;
+  int r;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return put_byte(e, T_NIL);
+    case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER: return put_number(e, L, idx);
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &n);
+      return put_tagged_bytes(e, T_STR, s, n);
+    case LUA_TTABLE:
+    case LUA_TFUNCTION:
+      if (lua_topointer(L, idx) == e->globals) return put_byte(e, T_GLOBALS);
+      if (e->depth >= LP_CODEC_MAXDEPTH)
+        return fail(e, "%s", ": nested too deep");
+      if (!lua_checkstack(L, 4)) return fail(e, "%s", ": nested too deep");
+      if ((r = put_seen(e, lua_topointer(L, idx))) != 0) return r < 0 ? -1 : 0;
+      e->depth++;
+      r = lua_type(L, idx) == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
+      e->depth--;
+      return r;
+    default:
+      return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
+  }
+}
+
+int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+              const char *root) {
+  size_t mark = out->len;
+  int i;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  e->L = L;
+  e->out = out;
+  e->depth = 0;
+  e->nextref = 0;
+  e->used = 0;
+  if (++e->gen == 0) {  /* generation counter wrapped: really clear */
+    if (e->seen) memset(e->seen, 0, (e->mask + 1) * sizeof *e->seen);
+    e->gen = 1;
+  }
+  lp_pushglobals(L);
+  e->globals = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  e->err[0] = '\0';
+  e->errlen = 0;
+  for (i = 0; i < n; i++) {
+    if (put_value(e, idx + i)) {
+      char seg[64];
+      if (n > 1) snprintf(seg, sizeof seg, "%s[%d]", root, i + 1);
+      else snprintf(seg, sizeof seg, "%s", root);
+      path_prepend(e, seg);
+      out->len = mark;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- decoder ---------------------------------------------------------- */
+
+typedef struct lp_decoder {
+  lua_State *L;
+  const unsigned char *p, *end;
+  uint32_t nextref;
+  int base;  /* stack top before decoding */
+  int refs;  /* stack index of the table of shared values, 0 until needed */
+} lp_decoder;
+
+static void bad(lp_decoder *d) { luaL_error(d->L, "luapool: corrupt value buffer"); }
+
+static uint64_t get_varint(lp_decoder *d) {
+  uint64_t v = 0;
+  int shift = 0;
+  for (;;) {
+    unsigned c;
+    if (d->p >= d->end || shift > 63) bad(d);
+    c = *d->p++;
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) return v;
+    shift += 7;
+  }
+}
+
+static void get_value(lp_decoder *d);
+
+static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
+  lua_State *L = d->L;
+  if (!shared) return;
+  if (!d->refs) {  /* made once, below the values already decoded */
+    lua_newtable(L);
+    lua_insert(L, d->base + 1);
+    d->refs = d->base + 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->refs, (int)ref + 1);
+}
+
+static void get_table(lp_decoder *d, int shared) {
+  lua_State *L = d->L;
+  uint32_t ref = d->nextref++, nhash;
+  uint64_t narr = get_varint(d), i;
+  if (d->end - d->p < 4 || narr > (uint64_t)(d->end - d->p)) bad(d);
+  memcpy(&nhash, d->p, 4);
+  d->p += 4;
+  luaL_checkstack(L, 4, "luapool: value nested too deep");
+  lua_createtable(L, (int)narr, nhash > (uint32_t)(d->end - d->p) ? 0 : (int)nhash);
+  keep_shared(d, shared, ref);
+  for (i = 1; i <= narr; i++) {
+    get_value(d);
+    lua_rawseti(L, -2, (int)i);
+  }
+  for (;;) {
+    if (d->p >= d->end) bad(d);
+    if (*d->p == T_END) { d->p++; return; }
+    get_value(d);
+    get_value(d);
+    if (lua_isnil(L, -2)) bad(d);
+    lua_rawset(L, -3);
+  }
+}
+
+typedef struct chunk { const char *p; size_t n; } chunk;
+
+static const char *chunk_reader(lua_State *L, void *ud, size_t *size) {
+  chunk *c = (chunk *)ud;
+  (void)L;
+  *size = c->n;
+  c->n = 0;
+  return *size ? c->p : NULL;
+}
+
+static void get_function(lp_decoder *d, int shared) {
+  lua_State *L = d->L;
+  uint32_t ref = d->nextref++;
+  uint64_t size = get_varint(d);
+  int nups, i;
+  chunk c;
+  if (size > (uint64_t)(d->end - d->p)) bad(d);
+  c.p = (const char *)d->p;
+  c.n = (size_t)size;
+  d->p += size;
+  luaL_checkstack(L, 4, "luapool: value nested too deep");
+  if (lp_load(L, chunk_reader, &c, "=luapool") != LUA_OK) lua_error(L);
+  keep_shared(d, shared, ref);
+  if (d->p >= d->end) bad(d);
+  nups = *d->p++;
+  for (i = 1; i <= nups; i++) {
+    get_value(d);
+    if (!lua_setupvalue(L, -2, i)) lua_pop(L, 1);
+  }
+}
+
+static void get_value(lp_decoder *d) {
+  lua_State *L = d->L;
+  int tag;
+  if (d->p >= d->end) bad(d);
+  tag = *d->p++;
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT: {
+      uint64_t u = get_varint(d);
+      int64_t i = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+#if LP_HAS_INTEGERS
+      lua_pushinteger(L, (lua_Integer)i);
+#else
+      lua_pushnumber(L, (lua_Number)i);
+#endif
+      break;
+    }
+    case T_NUM: {
+      double n;
+      if (d->end - d->p < 8) bad(d);
+      memcpy(&n, d->p, 8);
+      d->p += 8;
+      lua_pushnumber(L, (lua_Number)n);
+      break;
+    }
+    case T_STR: {
+      uint64_t n = get_varint(d);
+      if (n > (uint64_t)(d->end - d->p)) bad(d);
+      lua_pushlstring(L, (const char *)d->p, (size_t)n);
+      d->p += n;
+      break;
+    }
+    case T_TABLE: case T_TABLE_SHARED: get_table(d, tag == T_TABLE_SHARED); break;
+    case T_FUNC: case T_FUNC_SHARED: get_function(d, tag == T_FUNC_SHARED); break;
+    case T_REF: {
+      uint64_t r = get_varint(d);
+      if (!d->refs) bad(d);
+      lua_rawgeti(L, d->refs, (int)r + 1);
+      if (lua_isnil(L, -1)) bad(d);
+      break;
+    }
+    case T_GLOBALS: lp_pushglobals(L); break;
+    default: bad(d);
+  }
+}
+
+int lp_decode(lua_State *L, const char *data, size_t len) {
+  lp_decoder d;
+  int base = lua_gettop(L), n;
+  d.L = L;
+  d.p = (const unsigned char *)data;
+  d.end = d.p + len;
+  d.nextref = 0;
+  d.refs = 0;
+  d.base = base;
+  while (d.p < d.end) {
+    luaL_checkstack(L, 2, "luapool: too many values");
+    get_value(&d);
+  }
+  n = lua_gettop(L) - base;
+  if (d.refs) {  /* drop the table of shared values */
+    lua_remove(L, d.refs);
+    n--;
+  }
+  return n;
+}

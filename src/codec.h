@@ -1,0 +1,49 @@
+/* The value codec: Lua values of one state to a compact binary buffer and
+** back into another state. One pass each way; tables keep cycles and shared
+** references, functions travel as bytecode with their upvalues. */
+#ifndef LUAPOOL_CODEC_H
+#define LUAPOOL_CODEC_H
+
+#include <stdint.h>
+#include "compat.h"
+#include "buffer.h"
+
+#define LP_CODEC_MAXDEPTH 8000
+#define LP_CODEC_ERRLEN 512
+
+/* A table or function already written: its reference number and where its
+** tag byte lies, so a second sighting can mark it shared. */
+typedef struct lp_seen {
+  const void *key;
+  uint32_t gen, ref;
+  size_t tagpos;
+} lp_seen;
+
+/* Encoder state; kept by one thread and reused across calls. */
+typedef struct lp_encoder {
+  lp_seen *seen;
+  size_t mask;        /* capacity - 1 (capacity a power of two) */
+  size_t used;
+  uint32_t gen;       /* entries of older generations are empty */
+  uint32_t nextref;
+  int depth;
+  const void *globals;
+  lp_buf *out;
+  lua_State *L;
+  char err[LP_CODEC_ERRLEN];  /* path and reason after a failure */
+  size_t errlen;
+} lp_encoder;
+
+void lp_encoder_free(lp_encoder *e);
+
+/* Appends the n values at stack index idx.. to out. Returns 0, or -1 with
+** e->err naming the path below root (e.g. "task.list[2]") and the reason;
+** out is then left as it was. Never raises except on Lua's own errors. */
+int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+              const char *root);
+
+/* Pushes every value in data[0..len) and returns how many; raises on a
+** malformed buffer or when the Lua state runs out of memory. */
+int lp_decode(lua_State *L, const char *data, size_t len);
+
+#endif

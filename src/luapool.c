@@ -1,0 +1,335 @@
+/* Lua bindings: the module `luapool.core`, used by lua/luapool.lua. It
+** gives the main state a pool object that submits encoded tasks and hands
+** results and worker events back to one Lua callback. */
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "pool.h"
+
+#define POOL_MT "luapool.core.pool"
+
+typedef struct pool_box { lp_pool *p; } pool_box;
+
+static lp_pool *check_pool(lua_State *L) {
+  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  if (!b->p) luaL_error(L, "luapool: pool is destroyed");
+  return b->p;
+}
+
+static int fail(lua_State *L, const char *code, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, code);
+  lua_pushstring(L, msg);
+  return 3;
+}
+
+/* ---- creating ---------------------------------------------------------- */
+
+static char *opt_strdup(lua_State *L, int t, const char *k) {
+  char *s = NULL;
+  lua_getfield(L, t, k);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *v = lua_tolstring(L, -1, &n);
+    if ((s = malloc(n + 1))) memcpy(s, v, n + 1);
+    else luaL_error(L, "luapool: out of memory");
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double d) {
+  double v;
+  lua_getfield(L, t, k);
+  v = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : d;
+  lua_pop(L, 1);
+  return v;
+}
+
+static void config_free(lp_config *c) {
+  free(c->filename);
+  free(c->name);
+  free(c->path);
+  free(c->cpath);
+  lp_buf_free(&c->handler);
+  lp_buf_free(&c->worker_data);
+}
+
+/* Encodes cfg[k] into b when present; 0, or -1 with the encoder's error. */
+static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
+  int r = 0;
+  lua_getfield(L, 1, k);
+  if (!lua_isnil(L, -1)) r = lp_encode(e, L, b, -1, 1, k);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* core.new(cfg): cfg holds validated options and the package paths. */
+static int core_new(lua_State *L) {
+  pool_box *b;
+  lp_pool *p;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  b = (pool_box *)lua_newuserdata(L, sizeof *b);
+  b->p = NULL;
+  luaL_getmetatable(L, POOL_MT);
+  lua_setmetatable(L, -2);
+  if (!(p = calloc(1, sizeof *p))) return luaL_error(L, "luapool: out of memory");
+  b->p = p;  /* from here __gc frees whatever was filled in */
+  p->cfg.min_threads = (int)opt_number(L, 1, "minThreads", 1);
+  p->cfg.max_threads = (int)opt_number(L, 1, "maxThreads", 1);
+  p->cfg.idle_timeout_ms = opt_number(L, 1, "idleTimeout", 0);
+  p->cfg.max_queue = (long)opt_number(L, 1, "maxQueue", -1);
+  p->cfg.filename = opt_strdup(L, 1, "filename");
+  p->cfg.name = opt_strdup(L, 1, "name");
+  p->cfg.path = opt_strdup(L, 1, "path");
+  p->cfg.cpath = opt_strdup(L, 1, "cpath");
+  if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
+      opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
+    return fail(L, "serialize", p->enc.err);
+  if (lp_pool_init(p)) {
+    b->p = NULL;
+    config_free(&p->cfg);
+    lp_encoder_free(&p->enc);
+    free(p);
+    return fail(L, "worker_exited", "no worker thread could be started");
+  }
+  return 1;
+}
+
+static int pool_gc(lua_State *L) {
+  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  if (b->p) {
+    lp_pool *p = b->p;
+    b->p = NULL;
+    if (p->workers) lp_pool_shutdown(p);
+    config_free(&p->cfg);
+    lp_encoder_free(&p->enc);
+    free(p);
+  }
+  return 0;
+}
+
+/* ---- submitting -------------------------------------------------------- */
+
+static int put_header_string(lp_buf *b, lua_State *L, int idx) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  unsigned char v[10];
+  int k = 0;
+  size_t m = n;
+  do { v[k] = (unsigned char)(m & 0x7f); m >>= 7; if (m) v[k] |= 0x80; k++; } while (m);
+  return lp_buf_put(b, v, (size_t)k) || lp_buf_put(b, s, n);
+}
+
+/* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
+** kind 0: the pool's default handler; 1: file a, function name b;
+** 2: handler function a. */
+static int pool_submit(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  int kind = (int)luaL_checkinteger(L, 2), r;
+  lp_task *t = lp_task_new(p);
+  char k = (char)kind;
+  if (!t) return luaL_error(L, "luapool: out of memory");
+  if (lua_isnumber(L, 6)) {
+    t->target = (int)lua_tointeger(L, 6) - 1;
+    if (t->target < 0 || t->target >= p->cfg.max_threads) t->target = -1;
+  }
+  if (lp_buf_put(&t->in, &k, 1) ||
+      (kind == LP_RUN_FILE &&
+       (put_header_string(&t->in, L, 3) || put_header_string(&t->in, L, 4)))) {
+    lp_task_free(p, t);
+    return luaL_error(L, "luapool: out of memory");
+  }
+  if ((kind == LP_RUN_HANDLER && lp_encode(&p->enc, L, &t->in, 3, 1, "handler")) ||
+      lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
+    lp_task_free(p, t);
+    return fail(L, "serialize", p->enc.err);
+  }
+  t->t_queued = lp_now_ns();
+  r = lp_pool_submit(p, t);
+  if (r == 0) {
+    lua_pushlightuserdata(L, t);
+    return 1;
+  }
+  lp_task_free(p, t);
+  if (r == LP_EFULL)
+    return fail(L, "queue_full", p->cfg.max_queue == 0
+                ? "No task queue available and all Workers are busy"
+                : "Task queue is at limit");
+  if (r == LP_ESTOPPED) return fail(L, "destroyed", "The pool is destroyed");
+  return fail(L, "worker_exited", "no worker thread could be started");
+}
+
+static lp_task *check_task(lua_State *L, int i) {
+  luaL_checktype(L, i, LUA_TLIGHTUSERDATA);
+  return (lp_task *)lua_touserdata(L, i);
+}
+
+/* pool:cancel(task) -> true if it was still queued (it is then gone) */
+static int pool_cancel(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  lp_task *t = check_task(L, 2);
+  int ok = lp_pool_cancel(p, t);
+  if (ok) lp_task_free(p, t);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static int pool_status(lua_State *L) {
+  static const char *const names[] = {"pending", "running", "done"};
+  check_pool(L);
+  lua_pushstring(L, names[atomic_load(&check_task(L, 2)->state)]);
+  return 1;
+}
+
+/* ---- results and events ------------------------------------------------ */
+
+/* Pushes the callback's arguments for m and frees m; returns their count. */
+static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
+  static const char *const events[] = {NULL, "message", "workerCreate",
+                                       "workerDestroy", "error"};
+  int n = 3;
+  lua_pushvalue(L, 3);
+  if (m->kind == LP_MSG_TASK) {
+    lp_task *t = (lp_task *)m;
+    double wait = (double)(t->t_start - t->t_queued) / 1e6;
+    double run = (double)(t->t_end - t->t_start) / 1e6;
+    lp_stats_add(&p->wait_time, wait);
+    lp_stats_add(&p->run_time, run);
+    lua_pushlightuserdata(L, t);
+    lua_pushboolean(L, !t->failed);
+    lua_pushinteger(L, m->worker_id);
+    if (t->failed && t->out.len == 0) {
+      lua_pushliteral(L, "out_of_memory");
+      lua_pushliteral(L, "the worker ran out of memory writing the result");
+      n += 2;
+    } else {
+      n += lp_decode(L, t->out.data, t->out.len);
+    }
+    lp_task_free(p, t);
+    return n;
+  }
+  lua_pushstring(L, events[m->kind]);
+  lua_pushnil(L);
+  lua_pushinteger(L, m->worker_id);
+  if (m->kind == LP_MSG_MESSAGE) n += lp_decode(L, m->body.data, m->body.len);
+  else if (m->kind == LP_MSG_ERROR) { lua_pushstring(L, m->body.data); n++; }
+  else if (m->kind == LP_MSG_EXIT) lp_pool_reap(p, m);
+  lp_msg_free(p, m);
+  return n;
+}
+
+/* pool:poll(timeout_ms, callback) -> count. Waits up to timeout_ms (0: not
+** at all, negative: for ever) for a batch, then calls
+** callback(task, ok, workerId, ...) for each result and
+** callback(event, nil, workerId, ...) for each worker event. A callback
+** may destroy the pool; what it raises leaves the rest for the next poll. */
+static int pool_poll(lua_State *L) {
+  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  lp_pool *p = check_pool(L);
+  double timeout = luaL_optnumber(L, 2, 0);
+  int count = 0;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (!p->backlog) p->backlog = lp_pool_take(p, timeout);
+  while (b->p && p->backlog) {
+    lp_msg *m = p->backlog;
+    int exited = m->kind == LP_MSG_EXIT;
+    p->backlog = m->next;
+    if (m->kind == LP_MSG_TASK) p->completed++;
+    lua_call(L, push_msg(L, p, m), 0);
+    count++;
+    if (exited && b->p) lp_pool_maintain(p);
+  }
+  lua_pushinteger(L, count);
+  return 1;
+}
+
+/* ---- state ------------------------------------------------------------- */
+
+static int pool_queue_size(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&p->queued));
+  return 1;
+}
+
+/* pool:threads() -> { {id, busy, tasks, heapBytes}, ... } of live workers */
+static int pool_threads(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  int i, n = 0;
+  lua_newtable(L);
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    lp_worker *w = &p->workers[i];
+    if (!w->started || atomic_load(&w->leaving)) continue;
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, i + 1);
+    lua_setfield(L, -2, "id");
+    lua_pushboolean(L, atomic_load_explicit(&w->busy, memory_order_relaxed));
+    lua_setfield(L, -2, "busy");
+    lua_pushnumber(L, (lua_Number)atomic_load_explicit(&w->ntasks, memory_order_relaxed));
+    lua_setfield(L, -2, "tasks");
+    lua_pushnumber(L, (lua_Number)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed));
+    lua_setfield(L, -2, "heapBytes");
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+static void set_number(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, (lua_Number)v);
+  lua_setfield(L, -2, k);
+}
+
+/* pool:stats("run" | "wait") -> {min, max, mean, stddev, p50, p90, p99} */
+static int pool_stats(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  const lp_stats *s = strcmp(luaL_checkstring(L, 2), "run") == 0 ? &p->run_time
+                                                                   : &p->wait_time;
+  double n = (double)s->count, mean = n ? s->sum / n : 0;
+  double var = n ? s->sumsq / n - mean * mean : 0;
+  lua_createtable(L, 0, 8);
+  set_number(L, "count", n);
+  set_number(L, "min", s->min);
+  set_number(L, "max", s->max);
+  set_number(L, "mean", mean);
+  set_number(L, "stddev", var > 0 ? sqrt(var) : 0);
+  set_number(L, "p50", lp_stats_percentile(s, 0.50));
+  set_number(L, "p90", lp_stats_percentile(s, 0.90));
+  set_number(L, "p99", lp_stats_percentile(s, 0.99));
+  return 1;
+}
+
+static int pool_pollfd(lua_State *L) {
+  int fd = lp_pool_pollfd(check_pool(L));
+  if (fd < 0) return luaL_error(L, "luapool: pollfd: cannot make a pipe");
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int core_cpus(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)lp_now_ns() / 1e6);
+  return 1;
+}
+
+__attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
+  static const luaL_Reg pool_methods[] = {
+    {"submit", pool_submit}, {"cancel", pool_cancel}, {"status", pool_status},
+    {"poll", pool_poll}, {"queueSize", pool_queue_size},
+    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
+    {"destroy", pool_gc}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
+  if (luaL_newmetatable(L, POOL_MT)) {
+    lua_pushcfunction(L, pool_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, pool_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  return 1;
+}

@@ -1,0 +1,19 @@
+/* Running statistics of durations (ms): count, extremes, moments and a
+** log-scaled histogram for percentiles. Updated by the main thread only. */
+#ifndef LUAPOOL_STATS_H
+#define LUAPOOL_STATS_H
+
+#include <stdint.h>
+
+#define LP_STATS_BUCKETS 256
+
+typedef struct lp_stats {
+  uint64_t count;
+  double min, max, sum, sumsq;
+  uint64_t bucket[LP_STATS_BUCKETS];
+} lp_stats;
+
+void lp_stats_add(lp_stats *s, double ms);
+double lp_stats_percentile(const lp_stats *s, double p);
+
+#endif
