@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include "interrupt.h"
 #include "pool.h"
 
 #define MAIN_SPIN_NS 50000
@@ -175,6 +176,7 @@ void lp_pool_reap(lp_pool *p, lp_msg *exit) {
 int lp_pool_init(lp_pool *p) {
   int i, n, made = 0;
   p->pipefd[0] = p->pipefd[1] = -1;
+  if (lp_interrupt_install()) return -1;
   p->created_ns = lp_now_ns();
   p->workers = calloc((size_t)p->cfg.max_threads, sizeof *p->workers);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
@@ -386,6 +388,7 @@ void lp_pool_shutdown(lp_pool *p) {
     pthread_mutex_lock(&p->lock);
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&p->lock);
+    if (w->started && !atomic_load(&w->leaving)) lp_interrupt(w);
   }
   for (i = 0; i < p->cfg.max_threads; i++)
     if (p->workers[i].started) join_worker(&p->workers[i]);

@@ -55,6 +55,9 @@ struct lp_worker {
   atomic_int busy;
   atomic_uint_fast64_t ntasks;
   atomic_size_t heap_bytes;
+  _Atomic(lua_State *) running;  /* the state while it runs a task's code */
+  _Atomic(lp_task *) current;    /* the task it runs */
+  _Atomic(lp_task *) cancel;     /* a running task to be stopped */
   /* owned by the worker thread */
   lua_State *L;
   lp_encoder enc;

@@ -2,6 +2,7 @@
 ** runs their handler and posts the encoded results back. */
 #include <stdlib.h>
 #include <stdio.h>
+#include "interrupt.h"
 #include "pool.h"
 
 #define WORKER_SPIN_NS 50000
@@ -21,11 +22,6 @@ static lp_worker *self(lua_State *L) {
 
 /* ---- the worker view of `require "luapool"` --------------------------- */
 
-static void exit_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  luaL_error(L, "luapool: worker exited");
-}
-
 /* os.exit in a worker ends the worker, not the process. */
 static int worker_exit(lua_State *L) {
   lp_worker *w = self(L);
@@ -35,7 +31,7 @@ static int worker_exit(lua_State *L) {
   else
     w->exit_code = (int)luaL_checknumber(L, 1);
   /* Should a pcall catch the error, the hook raises it again at once. */
-  lua_sethook(L, exit_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_sethook(L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   return luaL_error(L, "luapool: worker exited");
 }
 
@@ -304,15 +300,23 @@ static void run(lp_worker *w, lp_task *t) {
   t->failed = 0;
   t->msg.worker_id = w->slot + 1;
   lua_settop(L, 0);
-  lua_pushcfunction(L, run_task);
-  lua_pushlightuserdata(L, w);
-  lua_pushlightuserdata(L, t);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    const char *code;
-    lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
-    code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "task_error";
-    put_error(w, t, code, 1, NULL, NULL);
+  if (lp_interrupt_enter(w, t)) {
+    lua_pushcfunction(L, run_task);
+    lua_pushlightuserdata(L, w);
+    lua_pushlightuserdata(L, t);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      const char *code;
+      lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+      code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "task_error";
+      put_error(w, t, code, 1, NULL, NULL);
+    }
   }
+  lua_settop(L, 0);
+  if (atomic_load(&w->cancel) == t || atomic_load(&w->pool->stop)) {
+    lua_pushnil(L);
+    put_error(w, t, "aborted", 1, "The task has been aborted", NULL);
+  }
+  lp_interrupt_leave(w);
   if (w->exiting) {
     char msg[64];
     lua_sethook(L, NULL, 0, 0);
@@ -396,10 +400,11 @@ void *lp_worker_main(void *arg) {
   lp_worker *w = (lp_worker *)arg;
   lp_pool *p = w->pool;
   char err[256];
+  lp_interrupt_thread_init();
   if (open_state(w, err, sizeof err) == 0) post_simple(w, LP_MSG_START, NULL);
   else post_simple(w, LP_MSG_ERROR, err);
   pthread_mutex_lock(&p->lock);
-  while (w->L) {
+  while (w->L && !atomic_load(&p->stop)) {
     lp_task *t = take(p, w);
     if (t) {
       p->idle--;
@@ -416,7 +421,6 @@ void *lp_worker_main(void *arg) {
       if (w->exiting) break;
       continue;
     }
-    if (atomic_load(&p->stop)) break;
     pthread_mutex_unlock(&p->lock);
     spin(p, w);
     pthread_mutex_lock(&p->lock);

@@ -1,0 +1,24 @@
+/* Stopping the Lua code a worker runs, from the main thread. The main
+** thread marks what is to stop and sends the worker thread a signal; the
+** handler, on the worker's own thread, sets a hook on the state it is
+** running (as lua.c and luajit.c do for Ctrl-C), and the hook raises.
+** Code that LuaJIT compiled into a loop that never leaves its trace does
+** not run hooks and cannot be stopped this way. */
+#ifndef LUAPOOL_INTERRUPT_H
+#define LUAPOOL_INTERRUPT_H
+
+#include "pool.h"
+
+int lp_interrupt_install(void);              /* idempotent; 0 or -1 */
+void lp_interrupt_thread_init(void);         /* in each worker thread */
+/* Around each task's Lua code, on the worker thread; enter returns 0 when
+** the task is to stop before it starts. */
+int lp_interrupt_enter(lp_worker *w, lp_task *t);
+void lp_interrupt_leave(lp_worker *w);
+/* The hook itself, also used by os.exit in workers. */
+void lp_interrupt_hook(lua_State *L, lua_Debug *ar);
+/* Main thread: asks w to stop the task it runs (or any, when the pool
+** stops). */
+void lp_interrupt(lp_worker *w);
+
+#endif
