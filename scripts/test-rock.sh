@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds the rock with `luarocks make` into throwaway trees, for LuaJIT and
+# Lua 5.4, and runs the whole spec suite against what got installed there.
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+run() {  # run LUAVERSION INTERPRETER [VAR=VALUE...]
+  ver=$1 lua=$2
+  shift 2
+  tree="$tmp/$ver"
+  luarocks --lua-version "$ver" --tree "$tree" make --deps-mode=none \
+    luapool-scm-1.rockspec "$@" >"$tmp/make-$ver.log" 2>&1 || { cat "$tmp/make-$ver.log"; exit 1; }
+  # Only the tree's copy of luapool may be found: no lua/ or build/ paths.
+  (cd "$tmp" && cp -r "$top/spec" . &&
+   LUA_PATH="$tree/share/lua/$ver/?.lua;;" LUA_CPATH="$tree/lib/lua/$ver/?.so;;" \
+   "$lua" -e 'require "luapool"; print("rock: " .. package.searchpath("luapool.core", package.cpath))' &&
+   LUA_PATH="$tree/share/lua/$ver/?.lua;;" LUA_CPATH="$tree/lib/lua/$ver/?.so;;" \
+   "$lua" /usr/bin/busted spec)
+}
+run 5.1 luajit LUA_INCDIR=/usr/include/luajit-2.1
+run 5.4 lua5.4
