@@ -373,9 +373,15 @@ function methods._settle_error(self, task, err)
   end
 end
 
-function methods.poll(self)
+-- timeout (ms, an addition to the contract): wait that long at most for
+-- something to settle; without it poll never blocks.
+function methods.poll(self, timeout)
   if self._destroyed then return after_poll(self) end
-  return self._core:poll(0, self._settle) + after_poll(self)
+  if timeout ~= nil and type(timeout) ~= "number" then
+    error("pool:poll: timeout must be a number of milliseconds", 2)
+  end
+  local n = after_poll(self)
+  return n + self._core:poll(timeout or 0, self._settle) + after_poll(self)
 end
 
 -- Blocks in the core until results come, settling them, until done() or

@@ -147,17 +147,14 @@ static int start_workers(lp_pool *p, int n) {
 
 /* Workers the queue and minThreads call for now; reserves them (lock held). */
 static int workers_needed(lp_pool *p) {
-  int n = p->cfg.min_threads - p->nlive;
-  size_t q = atomic_load_explicit(&p->queued, memory_order_relaxed);
-  if ((size_t)p->idle < q) {
-    size_t more = q - (size_t)p->idle;
-    if ((size_t)n < more) n = (int)more;
-  }
+  long n = p->cfg.min_threads - p->nlive;
+  long waiting = (long)atomic_load_explicit(&p->queued, memory_order_relaxed) - p->idle;
+  if (n < waiting) n = waiting;
   if (n > p->cfg.max_threads - p->nlive) n = p->cfg.max_threads - p->nlive;
   if (n < 0) n = 0;
-  p->nlive += n;
-  p->idle += n;
-  return n;
+  p->nlive += (int)n;
+  p->idle += (int)n;
+  return (int)n;
 }
 
 void lp_pool_maintain(lp_pool *p) {

@@ -124,6 +124,8 @@ static int open_state(lp_worker *w, char *err, size_t errlen) {
   }
   w->L = L;
   w->default_ref = LUA_NOREF;
+  atomic_store_explicit(&w->heap_bytes, (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+                        (size_t)lua_gc(L, LUA_GCCOUNTB, 0), memory_order_relaxed);
   return 0;
 }
 
@@ -415,9 +417,9 @@ void *lp_worker_main(void *arg) {
       t->t_end = lp_now_ns();
       atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
       atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
-      lp_pool_post(p, &t->msg);
       pthread_mutex_lock(&p->lock);
-      p->idle++;
+      p->idle++;  /* before the result is seen: its sender may submit again */
+      lp_pool_post(p, &t->msg);
       if (w->exiting) break;
       continue;
     }
