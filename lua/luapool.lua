@@ -45,6 +45,10 @@ end
 
 local cpus = core.cpus()
 
+-- The number of cores this process may run on (an addition to Tinypool's API,
+-- like Node's os.availableParallelism()).
+function luapool.cpus() return cpus end
+
 local function is_int(v, min)
   return type(v) == "number" and v == math.floor(v) and v >= min
 end
