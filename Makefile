@@ -1,6 +1,6 @@
 # Developer entry points. `./dev.sh` installs what is missing, then calls these.
 #   make            build the module for LuaJIT into build/luajit
-#   make test       every spec under LuaJIT, Lua 5.4, ASan+UBSan and TSan
+#   make test       every spec under LuaJIT, Lua 5.4, 5.1, ASan+UBSan, TSan, the rock
 #   make example    the parallel speed-up example
 #   make bench      benchmarks against Tinypool, Piscina and luv
 
@@ -13,7 +13,7 @@ JOBS     ?= 2
 luapool_env = LUA_PATH="$(CURDIR)/lua/?.lua;;" LUA_CPATH="$(CURDIR)/build/$(1)/?.so;;"
 LUAPOOL_ENV := $(call luapool_env,luajit)
 
-.PHONY: all build build-% test test-luajit test-lua54 test-asan test-tsan test-rock example clean
+.PHONY: all build build-% test test-luajit test-lua54 test-lua51 test-asan test-tsan test-rock example clean
 
 all: build
 build: build-luajit
@@ -24,6 +24,9 @@ build/luajit/luapool/core.so build-luajit: FORCE
 build-lua54: FORCE
 	@$(CMAKE) -S . -B build/lua54 -DLUAPOOL_LUA=lua5.4 >/dev/null
 	@$(CMAKE) --build build/lua54 -j $(JOBS) >/dev/null
+build-lua51: FORCE
+	@$(CMAKE) -S . -B build/lua51 -DLUAPOOL_LUA=lua5.1 >/dev/null
+	@$(CMAKE) --build build/lua51 -j $(JOBS) >/dev/null
 build-asan: FORCE
 	@$(CMAKE) -S . -B build/asan -DLUAPOOL_LUA=luajit -DLUAPOOL_SANITIZE=address >/dev/null
 	@$(CMAKE) --build build/asan -j $(JOBS) >/dev/null
@@ -37,6 +40,8 @@ test-luajit: build-luajit
 	$(call luapool_env,luajit) $(LUAJIT) $(BUSTED) spec
 test-lua54: build-lua54
 	$(call luapool_env,lua54) $(LUA54) $(BUSTED) spec
+test-lua51: build-lua51
+	$(call luapool_env,lua51) lua5.1 $(BUSTED) spec
 test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
