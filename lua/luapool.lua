@@ -162,7 +162,8 @@ end
 function Task:cancel()
   if self._state then return false end
   local pool = self._pool
-  if pool._core:cancel(self._p) then
+  local r = pool._core:stop(self._p)
+  if r == "queued" then
     pool:_settle_error(self, new_error("cancelled", "The task has been cancelled"))
     return true
   end
@@ -246,8 +247,7 @@ local function make_settle(self)
     self._completed = self._completed + 1
     task._p = nil
     if ok then
-      task._n = select("#", ...)
-      task._res = { ... }
+      task._n, task._res = ...
       task._state = "fulfilled"
     else
       local code, message, value, traceback = ...
@@ -457,7 +457,7 @@ end
 function methods.cancelPendingTasks(self)
   local n = 0
   for p, task in pairs(self._pending) do
-    if self._core:cancel(p) then
+    if self._core:stop(p, true) == "queued" then
       self:_settle_error(task, new_error("cancelled", "The task has been cancelled"))
       n = n + 1
     end

@@ -284,6 +284,23 @@ static int put_function(lp_encoder *e, int idx) {
   return 0;
 }
 
+/* A C function may use some 8000 stack slots in LuaJIT and Lua 5.1, and
+** each level of nesting takes two; deeper values go on fresh coroutine
+** stacks, a new one every LEVELS_PER_STACK levels. */
+#define LEVELS_PER_STACK 2000
+
+static int put_on_new_stack(lp_encoder *e, int idx) {
+  lua_State *L = e->L, *T = lua_newthread(L);  /* anchored on L */
+  int r;
+  lua_pushvalue(L, idx);
+  lua_xmove(L, T, 1);
+  e->L = T;
+  r = lua_type(T, 1) == LUA_TTABLE ? put_table(e, 1) : put_function(e, 1);
+  e->L = L;
+  lua_pop(L, 1);
+  return r;
+}
+
 static int put_value(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   size_t n;
@@ -304,7 +321,8 @@ static int put_value(lp_encoder *e, int idx) {
       if (!lua_checkstack(L, 4)) return fail(e, "%s", ": nested too deep");
       if ((r = put_seen(e, lua_topointer(L, idx))) != 0) return r < 0 ? -1 : 0;
       e->depth++;
-      r = lua_type(L, idx) == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
+      if (e->depth % LEVELS_PER_STACK == 0) r = put_on_new_stack(e, idx);
+      else r = lua_type(L, idx) == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
       e->depth--;
       return r;
     default:
@@ -312,20 +330,29 @@ static int put_value(lp_encoder *e, int idx) {
   }
 }
 
-int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
-              const char *root) {
-  size_t mark = out->len;
-  int i;
-  if (idx < 0) idx = lua_gettop(L) + idx + 1;
-  e->L = L;
-  e->out = out;
-  e->depth = 0;
+static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
   e->used = 0;
   if (++e->gen == 0) {  /* generation counter wrapped: really clear */
     if (e->seen) memset(e->seen, 0, (e->mask + 1) * sizeof *e->seen);
     e->gen = 1;
   }
+}
+
+int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+              const char *root) {
+  encoder_reset(e);
+  return lp_encode_more(e, L, out, idx, n, root);
+}
+
+int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+                   const char *root) {
+  size_t mark = out->len;
+  int i;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  e->L = L;
+  e->out = out;
+  e->depth = 0;
   lp_pushglobals(L);
   e->globals = lua_topointer(L, -1);
   lua_pop(L, 1);
@@ -351,6 +378,7 @@ typedef struct lp_decoder {
   const unsigned char *p, *end;
   uint32_t nextref;
   int base;  /* stack top before decoding */
+  int depth;
   int refs;  /* stack index of the table of shared values, 0 until needed */
 } lp_decoder;
 
@@ -371,14 +399,18 @@ static uint64_t get_varint(lp_decoder *d) {
 
 static void get_value(lp_decoder *d);
 
+static void make_refs(lp_decoder *d) {
+  if (!d->refs) {  /* made once, below the values already decoded */
+    lua_newtable(d->L);
+    lua_insert(d->L, d->base + 1);
+    d->refs = d->base + 1;
+  }
+}
+
 static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
   lua_State *L = d->L;
   if (!shared) return;
-  if (!d->refs) {  /* made once, below the values already decoded */
-    lua_newtable(L);
-    lua_insert(L, d->base + 1);
-    d->refs = d->base + 1;
-  }
+  make_refs(d);
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->refs, (int)ref + 1);
 }
@@ -438,6 +470,36 @@ static void get_function(lp_decoder *d, int shared) {
   }
 }
 
+static void get_table(lp_decoder *d, int shared);
+static void get_function(lp_decoder *d, int shared);
+
+/* The decoder's side of put_on_new_stack: the value is built on a fresh
+** coroutine stack, which gets the table of shared values too. */
+static void get_on_new_stack(lp_decoder *d, int tag) {
+  lua_State *L = d->L, *T;
+  int refs;
+  make_refs(d);
+  refs = d->refs;
+  T = lua_newthread(L);
+  lua_pushvalue(L, refs);
+  lua_xmove(L, T, 1);
+  d->L = T;
+  d->refs = 1;
+  if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
+  else get_function(d, tag == T_FUNC_SHARED);
+  lua_xmove(T, L, 1);
+  d->L = L;
+  d->refs = refs;
+  lua_remove(L, -2);  /* the coroutine */
+}
+
+static void get_nested(lp_decoder *d, int tag) {
+  if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
+  else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
+  else get_function(d, tag == T_FUNC_SHARED);
+  d->depth--;
+}
+
 static void get_value(lp_decoder *d) {
   lua_State *L = d->L;
   int tag;
@@ -472,8 +534,8 @@ static void get_value(lp_decoder *d) {
       d->p += n;
       break;
     }
-    case T_TABLE: case T_TABLE_SHARED: get_table(d, tag == T_TABLE_SHARED); break;
-    case T_FUNC: case T_FUNC_SHARED: get_function(d, tag == T_FUNC_SHARED); break;
+    case T_TABLE: case T_TABLE_SHARED:
+    case T_FUNC: case T_FUNC_SHARED: get_nested(d, tag); break;
     case T_REF: {
       uint64_t r = get_varint(d);
       if (!d->refs) bad(d);
@@ -486,23 +548,31 @@ static void get_value(lp_decoder *d) {
   }
 }
 
-int lp_decode(lua_State *L, const char *data, size_t len) {
+static int decode(lua_State *L, const char *data, size_t len, int into_table) {
   lp_decoder d;
-  int base = lua_gettop(L), n;
+  int n = 0;
+  if (into_table) lua_newtable(L);
   d.L = L;
   d.p = (const unsigned char *)data;
   d.end = d.p + len;
   d.nextref = 0;
   d.refs = 0;
-  d.base = base;
+  d.depth = 0;
+  d.base = lua_gettop(L);
   while (d.p < d.end) {
-    luaL_checkstack(L, 2, "luapool: too many values");
+    luaL_checkstack(L, 4, "luapool: too many values");
     get_value(&d);
+    n++;
+    if (into_table) lua_rawseti(L, d.base, n);
   }
-  n = lua_gettop(L) - base;
-  if (d.refs) {  /* drop the table of shared values */
-    lua_remove(L, d.refs);
-    n--;
-  }
+  if (d.refs) lua_remove(L, d.refs);  /* drop the table of shared values */
   return n;
+}
+
+int lp_decode(lua_State *L, const char *data, size_t len) {
+  return decode(L, data, len, 0);
+}
+
+int lp_decode_table(lua_State *L, const char *data, size_t len) {
+  return decode(L, data, len, 1);
 }

@@ -41,9 +41,16 @@ void lp_encoder_free(lp_encoder *e);
 ** out is then left as it was. Never raises except on Lua's own errors. */
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root);
+/* The same, continuing the previous call's references: values written by
+** both calls decode together, in one lp_decode, sharing tables. */
+int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+                   const char *root);
 
 /* Pushes every value in data[0..len) and returns how many; raises on a
 ** malformed buffer or when the Lua state runs out of memory. */
 int lp_decode(lua_State *L, const char *data, size_t len);
+/* The same, but into one new table (values at 1..n) on the stack, so that
+** any number of values needs but a few stack slots; returns n. */
+int lp_decode_table(lua_State *L, const char *data, size_t len);
 
 #endif

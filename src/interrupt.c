@@ -1,7 +1,9 @@
 /* Interrupting workers: a signal to the worker thread, a hook set there. */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 #include "interrupt.h"
 
 #define INTERRUPT_SIGNAL (SIGRTMIN + 5)
@@ -77,4 +79,15 @@ void lp_interrupt(lp_worker *w) {
   union sigval v;
   v.sival_ptr = w;
   pthread_sigqueue(w->thread, INTERRUPT_SIGNAL, v);  /* ESRCH: it ended */
+}
+
+int lp_join_until(pthread_t thread, uint64_t deadline_ns) {
+  /* pthread_timedjoin_np counts on the realtime clock: convert. */
+  uint64_t now = lp_now_ns(), left = deadline_ns > now ? deadline_ns - now : 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(left / 1000000000u);
+  ts.tv_nsec += (long)(left % 1000000000u);
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  return pthread_timedjoin_np(thread, NULL, &ts) == 0 ? 0 : -1;
 }

@@ -20,5 +20,8 @@ void lp_interrupt_hook(lua_State *L, lua_Debug *ar);
 /* Main thread: asks w to stop the task it runs (or any, when the pool
 ** stops). */
 void lp_interrupt(lp_worker *w);
+/* Joins a thread unless the monotonic clock passes deadline_ns first;
+** returns 0 once joined. */
+int lp_join_until(pthread_t thread, uint64_t deadline_ns);
 
 #endif

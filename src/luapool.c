@@ -46,15 +46,6 @@ static double opt_number(lua_State *L, int t, const char *k, double d) {
   return v;
 }
 
-static void config_free(lp_config *c) {
-  free(c->filename);
-  free(c->name);
-  free(c->path);
-  free(c->cpath);
-  lp_buf_free(&c->handler);
-  lp_buf_free(&c->worker_data);
-}
-
 /* Encodes cfg[k] into b when present; 0, or -1 with the encoder's error. */
 static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
   int r = 0;
@@ -73,7 +64,7 @@ static int core_new(lua_State *L) {
   b->p = NULL;
   luaL_getmetatable(L, POOL_MT);
   lua_setmetatable(L, -2);
-  if (!(p = calloc(1, sizeof *p))) return luaL_error(L, "luapool: out of memory");
+  if (!(p = lp_pool_new())) return luaL_error(L, "luapool: out of memory");
   b->p = p;  /* from here __gc frees whatever was filled in */
   p->cfg.min_threads = (int)opt_number(L, 1, "minThreads", 1);
   p->cfg.max_threads = (int)opt_number(L, 1, "maxThreads", 1);
@@ -88,25 +79,29 @@ static int core_new(lua_State *L) {
     return fail(L, "serialize", p->enc.err);
   if (lp_pool_init(p)) {
     b->p = NULL;
-    config_free(&p->cfg);
-    lp_encoder_free(&p->enc);
-    free(p);
+    lp_pool_shutdown(p, -1);
+    lp_pool_release(p);
     return fail(L, "worker_exited", "no worker thread could be started");
   }
   return 1;
 }
 
-static int pool_gc(lua_State *L) {
+#define DEFAULT_TERMINATE_MS 1000
+
+/* pool:destroy([terminate_ms]) -> how many workers did not stop in time
+** (they are detached and left running). Also the __gc metamethod. */
+static int pool_destroy(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  double ms = luaL_optnumber(L, 2, DEFAULT_TERMINATE_MS);
+  int stuck = 0;
   if (b->p) {
     lp_pool *p = b->p;
     b->p = NULL;
-    if (p->workers) lp_pool_shutdown(p);
-    config_free(&p->cfg);
-    lp_encoder_free(&p->enc);
-    free(p);
+    stuck = lp_pool_shutdown(p, ms);
+    lp_pool_release(p);
   }
-  return 0;
+  lua_pushinteger(L, stuck);
+  return 1;
 }
 
 /* ---- submitting -------------------------------------------------------- */
@@ -140,8 +135,9 @@ static int pool_submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
-  if ((kind == LP_RUN_HANDLER && lp_encode(&p->enc, L, &t->in, 3, 1, "handler")) ||
-      lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
+  if (kind == LP_RUN_HANDLER ? lp_encode(&p->enc, L, &t->in, 3, 1, "handler") ||
+                                   lp_encode_more(&p->enc, L, &t->in, 5, 1, "task")
+                             : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
     lp_task_free(p, t);
     return fail(L, "serialize", p->enc.err);
   }
@@ -165,14 +161,28 @@ static lp_task *check_task(lua_State *L, int i) {
   return (lp_task *)lua_touserdata(L, i);
 }
 
-/* pool:cancel(task) -> true if it was still queued (it is then gone) */
-static int pool_cancel(lua_State *L) {
+/* pool:stop(task [, queuedonly]) -> "queued" (it is then gone), "running"
+** (its worker is being interrupted) or "done" */
+static int pool_stop(lua_State *L) {
   lp_pool *p = check_pool(L);
   lp_task *t = check_task(L, 2);
-  int ok = lp_pool_cancel(p, t);
-  if (ok) lp_task_free(p, t);
-  lua_pushboolean(L, ok);
+  int r = lp_pool_stop_task(p, t, lua_toboolean(L, 3));
+  if (r == LP_TASK_QUEUED) lp_task_free(p, t);
+  lua_pushstring(L, r == LP_TASK_QUEUED ? "queued" : r == LP_TASK_RUNNING ? "running" : "done");
   return 1;
+}
+
+/* pool:abandon(task) -> workerId of the worker given up on, or nil */
+static int pool_abandon(lua_State *L) {
+  int id = lp_pool_abandon(check_pool(L), check_task(L, 2));
+  if (!id) return 0;
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+static int pool_retire(lua_State *L) {
+  lp_pool_retire_all(check_pool(L));
+  return 0;
 }
 
 static int pool_status(lua_State *L) {
@@ -184,46 +194,91 @@ static int pool_status(lua_State *L) {
 
 /* ---- results and events ------------------------------------------------ */
 
-/* Pushes the callback's arguments for m and frees m; returns their count. */
+/* decode(data, len, astable) -> the values, or their count and a table */
+static int decode(lua_State *L) {
+  const char *data = (const char *)lua_touserdata(L, 1);
+  size_t len = (size_t)lua_tonumber(L, 2);
+  int astable = lua_toboolean(L, 3), n;
+  lua_settop(L, 0);
+  if (!astable) return lp_decode(L, data, len);
+  n = lp_decode_table(L, data, len);
+  lua_pushinteger(L, n);
+  lua_insert(L, 1);
+  return 2;
+}
+
+/* Pushes what b decodes to, protected: a buffer that cannot be decoded here
+** (memory, nesting) must not lose the message. Returns the count, or -1
+** with the reason pushed. */
+static int push_decoded(lua_State *L, const lp_buf *b, int astable) {
+  int top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushlightuserdata(L, b->data);
+  lua_pushnumber(L, (lua_Number)b->len);
+  lua_pushboolean(L, astable);
+  if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK) return -1;
+  return lua_gettop(L) - top;
+}
+
+/* Pushes the callback's arguments for m and frees m; returns their count:
+** callback(task, true, workerId, n, results) or
+** callback(task, false, workerId, code, message, value, traceback) or
+** callback(event, nil, workerId, ...). */
 static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   static const char *const events[] = {NULL, "message", "workerCreate",
                                        "workerDestroy", "error"};
-  int n = 3;
+  int n = 3, k;
   lua_pushvalue(L, 3);
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
-    double wait = (double)(t->t_start - t->t_queued) / 1e6;
-    double run = (double)(t->t_end - t->t_start) / 1e6;
-    lp_stats_add(&p->wait_time, wait);
-    lp_stats_add(&p->run_time, run);
+    lp_stats_add(&p->wait_time, (double)(t->t_start - t->t_queued) / 1e6);
+    lp_stats_add(&p->run_time, (double)(t->t_end - t->t_start) / 1e6);
     lua_pushlightuserdata(L, t);
     lua_pushboolean(L, !t->failed);
     lua_pushinteger(L, m->worker_id);
     if (t->failed && t->out.len == 0) {
       lua_pushliteral(L, "out_of_memory");
       lua_pushliteral(L, "the worker ran out of memory writing the result");
-      n += 2;
-    } else {
-      n += lp_decode(L, t->out.data, t->out.len);
+      k = 2;
+    } else if ((k = push_decoded(L, &t->out, !t->failed)) < 0) {
+      const char *why = lua_tostring(L, -1);
+      lua_pushfstring(L, "the result could not be copied into the main state: %s",
+                      why ? why : "?");
+      lua_remove(L, -2);       /* cb task true id message */
+      lua_pushboolean(L, 0);
+      lua_replace(L, -4);      /* cb task false id message */
+      lua_pushliteral(L, "serialize");
+      lua_insert(L, -2);       /* cb task false id code message */
+      k = 2;
     }
     lp_task_free(p, t);
-    return n;
+    return n + k;
   }
   lua_pushstring(L, events[m->kind]);
   lua_pushnil(L);
   lua_pushinteger(L, m->worker_id);
-  if (m->kind == LP_MSG_MESSAGE) n += lp_decode(L, m->body.data, m->body.len);
-  else if (m->kind == LP_MSG_ERROR) { lua_pushstring(L, m->body.data); n++; }
-  else if (m->kind == LP_MSG_EXIT) lp_pool_reap(p, m);
-  lp_msg_free(p, m);
+  if (m->kind == LP_MSG_MESSAGE) {
+    if ((k = push_decoded(L, &m->body, 0)) < 0) {
+      lua_pop(L, 4);  /* a message that cannot arrive: an error event */
+      lua_pushstring(L, events[LP_MSG_ERROR]);
+      lua_pushnil(L);
+      lua_pushinteger(L, m->worker_id);
+      lua_pushfstring(L, "a message could not be copied into the main state");
+      k = 1;
+    }
+    n += k;
+  } else if (m->kind == LP_MSG_ERROR) {
+    lua_pushstring(L, m->body.data);
+    n++;
+  }
+  lp_msg_free(p, m);  /* joins the thread of an EXIT */
   return n;
 }
 
 /* pool:poll(timeout_ms, callback) -> count. Waits up to timeout_ms (0: not
-** at all, negative: for ever) for a batch, then calls
-** callback(task, ok, workerId, ...) for each result and
-** callback(event, nil, workerId, ...) for each worker event. A callback
-** may destroy the pool; what it raises leaves the rest for the next poll. */
+** at all, negative: for ever) for a batch, then calls the callback once for
+** each result and worker event (see push_msg). A callback may destroy the
+** pool; what it raises leaves the rest of the batch for the next poll. */
 static int pool_poll(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
   lp_pool *p = check_pool(L);
@@ -254,23 +309,36 @@ static int pool_queue_size(lua_State *L) {
 
 /* pool:threads() -> { {id, busy, tasks, heapBytes}, ... } of live workers */
 static int pool_threads(lua_State *L) {
+  typedef struct { int id, busy; double tasks, heap; } row;
   lp_pool *p = check_pool(L);
+  row *rows = malloc((size_t)p->cfg.max_threads * sizeof *rows);
   int i, n = 0;
-  lua_newtable(L);
+  if (!rows) return luaL_error(L, "luapool: out of memory");
+  pthread_mutex_lock(&p->lock);  /* copy, then build tables unlocked */
   for (i = 0; i < p->cfg.max_threads; i++) {
-    lp_worker *w = &p->workers[i];
-    if (!w->started || atomic_load(&w->leaving)) continue;
-    lua_createtable(L, 0, 4);
-    lua_pushinteger(L, i + 1);
-    lua_setfield(L, -2, "id");
-    lua_pushboolean(L, atomic_load_explicit(&w->busy, memory_order_relaxed));
-    lua_setfield(L, -2, "busy");
-    lua_pushnumber(L, (lua_Number)atomic_load_explicit(&w->ntasks, memory_order_relaxed));
-    lua_setfield(L, -2, "tasks");
-    lua_pushnumber(L, (lua_Number)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed));
-    lua_setfield(L, -2, "heapBytes");
-    lua_rawseti(L, -2, ++n);
+    lp_worker *w = p->slots[i].w;
+    if (!w || w->leaving) continue;
+    rows[n].id = i + 1;
+    rows[n].busy = atomic_load_explicit(&w->busy, memory_order_relaxed);
+    rows[n].tasks = (double)atomic_load_explicit(&w->ntasks, memory_order_relaxed);
+    rows[n].heap = (double)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed);
+    n++;
   }
+  pthread_mutex_unlock(&p->lock);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, rows[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushboolean(L, rows[i].busy);
+    lua_setfield(L, -2, "busy");
+    lua_pushnumber(L, (lua_Number)rows[i].tasks);
+    lua_setfield(L, -2, "tasks");
+    lua_pushnumber(L, (lua_Number)rows[i].heap);
+    lua_setfield(L, -2, "heapBytes");
+    lua_rawseti(L, -2, i + 1);
+  }
+  free(rows);
   return 1;
 }
 
@@ -318,15 +386,19 @@ static int core_now(lua_State *L) {
 
 __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
-    {"submit", pool_submit}, {"cancel", pool_cancel}, {"status", pool_status},
-    {"poll", pool_poll}, {"queueSize", pool_queue_size},
+    {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
+    {"retire", pool_retire}, {"status", pool_status},
+    {"queueSize", pool_queue_size},
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
-    {"destroy", pool_gc}, {NULL, NULL}};
+    {"destroy", pool_destroy}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
   if (luaL_newmetatable(L, POOL_MT)) {
-    lua_pushcfunction(L, pool_gc);
+    lua_pushcfunction(L, pool_destroy);
     lua_setfield(L, -2, "__gc");
     luaL_newlib(L, pool_methods);
+    lua_pushcfunction(L, decode);  /* poll's upvalue, made once */
+    lua_pushcclosure(L, pool_poll, 1);
+    lua_setfield(L, -2, "poll");
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

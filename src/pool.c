@@ -8,6 +8,7 @@
 ** empties whole: one wake-up per batch, not per task. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,11 +68,15 @@ lp_task *lp_task_new(lp_pool *p) {
   return t;
 }
 
+static void task_destroy(lp_task *t) {
+  lp_buf_free(&t->in);
+  lp_buf_free(&t->out);
+  free(t);
+}
+
 void lp_task_free(lp_pool *p, lp_task *t) {
   if (p->nfree >= FREE_TASKS_MAX) {
-    lp_buf_free(&t->in);
-    lp_buf_free(&t->out);
-    free(t);
+    task_destroy(t);
     return;
   }
   if (t->in.cap > FREE_BUF_MAX) lp_buf_free(&t->in);
@@ -81,53 +86,79 @@ void lp_task_free(lp_pool *p, lp_task *t) {
   p->nfree++;
 }
 
-static void msg_free(lp_pool *p, lp_msg *m) {
+/* ---- workers ----------------------------------------------------------- */
+
+#define EXIT_WORKER(m) ((lp_worker *)((char *)(m) - offsetof(lp_worker, exit_msg)))
+
+static void join_worker(lp_worker *w) {
+  if (!w->joined) pthread_join(w->thread, NULL);
+  w->joined = 1;
+}
+
+void lp_worker_free(lp_worker *w) {
+  lp_buf_free(&w->exit_msg.body);
+  pthread_cond_destroy(&w->wake);
+  free(w);
+}
+
+void lp_msg_free(lp_pool *p, lp_msg *m) {
   if (m->kind == LP_MSG_TASK) {
     lp_task_free(p, (lp_task *)m);
+  } else if (m->kind == LP_MSG_EXIT) {  /* the worker's last word */
+    lp_worker *w = EXIT_WORKER(m);
+    join_worker(w);
+    if (p->slots[w->slot].w == w) p->slots[w->slot].w = NULL;
+    lp_worker_free(w);
   } else {
     lp_buf_free(&m->body);
     free(m);
   }
 }
 
-/* ---- workers ----------------------------------------------------------- */
-
-/* Starts a worker in a free slot; the caller has counted it in nlive and
-** idle already. Returns 0 or -1. */
-static void join_worker(lp_worker *w) {
-  pthread_join(w->thread, NULL);
-  w->started = 0;
+/* A slot for a new worker: a free one, or one whose worker is leaving (its
+** thread is ending: join it now; its EXIT message frees it later). */
+static int free_slot(lp_pool *p) {
+  int i;
+  for (i = 0; i < p->cfg.max_threads; i++)
+    if (!p->slots[i].w) return i;
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    lp_worker *w = p->slots[i].w;
+    int leaving;
+    pthread_mutex_lock(&p->lock);
+    leaving = w->leaving && !w->detached;
+    pthread_mutex_unlock(&p->lock);
+    if (leaving) {
+      join_worker(w);
+      p->slots[i].w = NULL;
+      return i;
+    }
+  }
+  return -1;
 }
 
+/* Starts a worker; the caller has counted it in nlive and idle already. */
 static int start_worker(lp_pool *p) {
-  lp_worker *w = NULL;
-  int i;
-  for (i = 0; i < p->cfg.max_threads && !w; i++)
-    if (!p->workers[i].started) w = &p->workers[i];
-  for (i = 0; i < p->cfg.max_threads && !w; i++)
-    if (p->workers[i].started && atomic_load(&p->workers[i].leaving)) {
-      w = &p->workers[i];
-      join_worker(w);
-    }
-  if (!w) return -1;
-  w->exit_msg = calloc(1, sizeof *w->exit_msg);
-  if (!w->exit_msg) return -1;
-  w->mine = w->mine_tail = NULL;
-  atomic_store(&w->nmine, 0);
-  atomic_store(&w->busy, 0);
-  atomic_store(&w->ntasks, 0);
-  atomic_store(&w->heap_bytes, 0);
-  w->L = NULL;
-  w->exiting = w->exit_code = 0;
-  w->sleeping = 0;
-  w->gen++;
-  atomic_store(&w->leaving, 0);
-  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
-    free(w->exit_msg);
-    w->exit_msg = NULL;
+  int slot = free_slot(p);
+  lp_worker *w;
+  if (slot < 0 || !(w = calloc(1, sizeof *w))) return -1;
+  w->pool = p;
+  w->slot = slot;
+  w->exit_msg.kind = LP_MSG_EXIT;
+  w->exit_msg.worker_id = slot + 1;
+  if (lp_cond_init(&w->wake)) {
+    free(w);
     return -1;
   }
-  w->started = 1;
+  pthread_mutex_lock(&p->lock);
+  p->slots[slot].w = w;  /* before it runs: it may be woken at once */
+  pthread_mutex_unlock(&p->lock);
+  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
+    pthread_mutex_lock(&p->lock);
+    p->slots[slot].w = NULL;
+    pthread_mutex_unlock(&p->lock);
+    lp_worker_free(w);
+    return -1;
+  }
   return 0;
 }
 
@@ -165,50 +196,38 @@ void lp_pool_maintain(lp_pool *p) {
   start_workers(p, n);
 }
 
-void lp_pool_reap(lp_pool *p, lp_msg *exit) {
-  lp_worker *w = &p->workers[exit->worker_id - 1];
-  if (w->started && w->gen == exit->gen) join_worker(w);
+lp_pool *lp_pool_new(void) {
+  lp_pool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  atomic_init(&p->refs, 1);
+  atomic_init(&p->pipe_w, -1);
+  p->pipe_r = -1;
+  return p;
 }
 
 int lp_pool_init(lp_pool *p) {
-  int i, n, made = 0;
-  p->pipefd[0] = p->pipefd[1] = -1;
+  int n;
   if (lp_interrupt_install()) return -1;
   p->created_ns = lp_now_ns();
-  p->workers = calloc((size_t)p->cfg.max_threads, sizeof *p->workers);
+  p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
-  if (!p->workers || !p->sleepers) goto fail;
-  for (made = 0; made < p->cfg.max_threads; made++) {
-    lp_worker *w = &p->workers[made];
-    w->pool = p;
-    w->slot = made;
-    if (lp_cond_init(&w->wake)) goto fail;
-  }
-  if (pthread_mutex_init(&p->lock, NULL)) goto fail;
+  if (!p->slots || !p->sleepers) return -1;
+  if (pthread_mutex_init(&p->lock, NULL)) return -1;
   if (pthread_mutex_init(&p->done_lock, NULL)) {
     pthread_mutex_destroy(&p->lock);
-    goto fail;
+    return -1;
   }
   if (lp_cond_init(&p->done_cond)) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
-    goto fail;
+    return -1;
   }
+  p->initialized = 1;
   pthread_mutex_lock(&p->lock);
   n = workers_needed(p);
   pthread_mutex_unlock(&p->lock);
-  if (start_workers(p, n) == n && n > 0) {
-    lp_pool_shutdown(p);
-    return -1;
-  }
+  if (n > 0 && start_workers(p, n) == n) return -1;
   return 0;
-fail:
-  for (i = 0; i < made; i++) pthread_cond_destroy(&p->workers[i].wake);
-  free(p->workers);
-  free(p->sleepers);
-  p->workers = NULL;
-  p->sleepers = NULL;
-  return -1;
 }
 
 /* ---- the queue --------------------------------------------------------- */
@@ -223,6 +242,15 @@ static void sleeper_remove(lp_pool *p, lp_worker *w) {
   w->sleeping = 0;
 }
 
+static void unlink_queued(lp_pool *p, lp_task *t) {
+  if (t->prev) t->prev->next = t->next; else p->head = t->next;
+  if (t->next) t->next->prev = t->prev; else p->tail = t->prev;
+  t->prev = t->next = NULL;
+  atomic_store_explicit(&p->queued,
+                        atomic_load_explicit(&p->queued, memory_order_relaxed) - 1,
+                        memory_order_relaxed);
+}
+
 int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
@@ -234,10 +262,15 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   }
   q = atomic_load_explicit(&p->queued, memory_order_relaxed);
   if (t->target >= 0) {
-    lp_worker *w = &p->workers[t->target];
-    if (w->mine_tail) w->mine_tail->next = t; else w->mine = t;
-    w->mine_tail = t;
-    atomic_fetch_add(&w->nmine, 1);
+    lp_slot *sl = &p->slots[t->target];
+    lp_worker *w = sl->w;
+    if (!w || w->leaving) {
+      pthread_mutex_unlock(&p->lock);
+      return LP_ESPAWN;
+    }
+    if (sl->mine_tail) sl->mine_tail->next = t; else sl->mine = t;
+    sl->mine_tail = t;
+    atomic_fetch_add(&sl->nmine, 1);
     if (w->sleeping) { sleeper_remove(p, w); wake = w; }
   } else {
     long room = (long)p->idle + (p->cfg.max_threads - p->nlive);
@@ -262,26 +295,87 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     pthread_mutex_lock(&p->lock);
     none = p->nlive == 0;
     pthread_mutex_unlock(&p->lock);
-    if (none && lp_pool_cancel(p, t)) return LP_ESPAWN;
+    if (none && lp_pool_stop_task(p, t, 1) == LP_TASK_QUEUED) return LP_ESPAWN;
   }
   return 0;
 }
 
-int lp_pool_cancel(lp_pool *p, lp_task *t) {
-  int ok = 0;
+static lp_worker *worker_running(lp_pool *p, lp_task *t) {
+  int i;
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    lp_worker *w = p->slots[i].w;
+    if (w && w->task == t) return w;
+  }
+  return NULL;
+}
+
+int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
+  int r = LP_TASK_DONE;
+  lp_worker *w = NULL;
   pthread_mutex_lock(&p->lock);
-  if (atomic_load(&t->state) == LP_TASK_QUEUED && t->target < 0) {
-    if (t->prev) t->prev->next = t->next; else p->head = t->next;
-    if (t->next) t->next->prev = t->prev; else p->tail = t->prev;
-    t->prev = t->next = NULL;
-    atomic_store_explicit(&p->queued,
-                          atomic_load_explicit(&p->queued, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+  if (atomic_load(&t->state) == LP_TASK_QUEUED) {
+    if (t->target < 0) {
+      unlink_queued(p, t);
+    } else {  /* in a worker's mailbox */
+      lp_slot *sl = &p->slots[t->target];
+      lp_task **pp = &sl->mine, *prev = NULL;
+      while (*pp != t) { prev = *pp; pp = &(*pp)->next; }
+      *pp = t->next;
+      if (sl->mine_tail == t) sl->mine_tail = prev;
+      t->next = NULL;
+      atomic_fetch_sub(&sl->nmine, 1);
+    }
     atomic_store(&t->state, LP_TASK_DONE);
-    ok = 1;
+    r = LP_TASK_QUEUED;
+  } else if ((w = worker_running(p, t))) {
+    r = LP_TASK_RUNNING;
+    if (queued_only) w = NULL;
+    else atomic_store(&w->cancel, t);
   }
   pthread_mutex_unlock(&p->lock);
-  return ok;
+  if (w) lp_interrupt(w);
+  return r;
+}
+
+/* Lock held. The worker will free itself; the pool lives until it has. */
+static void detach(lp_pool *p, lp_worker *w) {
+  w->detached = 1;
+  if (!w->leaving) {
+    w->leaving = 1;
+    p->nlive--;
+    if (!w->task) p->idle--;
+  }
+  if (w->sleeping) sleeper_remove(p, w);
+  p->slots[w->slot].w = NULL;
+  atomic_fetch_add(&p->refs, 1);
+  pthread_detach(w->thread);
+}
+
+int lp_pool_abandon(lp_pool *p, lp_task *t) {
+  lp_worker *w;
+  int id = 0;
+  pthread_mutex_lock(&p->lock);
+  if ((w = worker_running(p, t))) {
+    id = w->slot + 1;
+    detach(p, w);
+  }
+  pthread_mutex_unlock(&p->lock);
+  return id;
+}
+
+void lp_pool_retire_all(lp_pool *p) {
+  int i;
+  pthread_mutex_lock(&p->lock);
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    lp_worker *w = p->slots[i].w;
+    if (!w || w->leaving) continue;
+    w->retire = 1;
+    if (w->sleeping) {
+      sleeper_remove(p, w);
+      pthread_cond_signal(&w->wake);
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- completions ------------------------------------------------------- */
@@ -296,7 +390,7 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
     pthread_mutex_unlock(&p->done_lock);
   }
   if (atomic_load(&p->fd_armed) == 0 && !atomic_exchange(&p->fd_armed, 1)) {
-    int fd = atomic_load((atomic_int *)&p->pipefd[1]);
+    int fd = atomic_load(&p->pipe_w);
     if (fd >= 0) {
       ssize_t r = write(fd, "", 1);
       (void)r;  /* a full pipe is readable already */
@@ -317,10 +411,10 @@ static lp_msg *take_all(lp_pool *p) {
 
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   uint64_t start;
-  if (p->pipefd[0] >= 0) {
+  if (p->pipe_r >= 0) {
     char sink[64];
     atomic_store(&p->fd_armed, 0);
-    while (read(p->pipefd[0], sink, sizeof sink) > 0) {}
+    while (read(p->pipe_r, sink, sizeof sink) > 0) {}
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
@@ -346,7 +440,7 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
 }
 
 int lp_pool_pollfd(lp_pool *p) {
-  if (p->pipefd[0] < 0) {
+  if (p->pipe_r < 0) {
     int fd[2], i;
     if (pipe(fd)) return -1;
     for (i = 0; i < 2; i++) {
@@ -358,78 +452,99 @@ int lp_pool_pollfd(lp_pool *p) {
         return -1;
       }
     }
-    p->pipefd[0] = fd[0];
+    p->pipe_r = fd[0];
     atomic_store(&p->fd_armed, 0);
-    atomic_store((atomic_int *)&p->pipefd[1], fd[1]);
-    if (atomic_load(&p->done)) {  /* results already waiting: readable now */
+    atomic_store(&p->pipe_w, fd[1]);
+    if (atomic_load(&p->done) || p->backlog) {  /* work waiting: readable now */
       atomic_store(&p->fd_armed, 1);
       if (write(fd[1], "", 1) < 0) return -1;
     }
   }
-  return p->pipefd[0];
+  return p->pipe_r;
 }
 
-/* ---- shutdown ---------------------------------------------------------- */
+/* ---- the end ----------------------------------------------------------- */
 
-void lp_pool_shutdown(lp_pool *p) {
-  int i;
-  lp_msg *m;
-  if (!p->workers) return;
+static void free_msgs(lp_pool *p, lp_msg *m) {
+  while (m) {
+    lp_msg *next = m->next;
+    lp_msg_free(p, m);
+    m = next;
+  }
+}
+
+int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
+  int i, stuck = 0;
+  uint64_t deadline;
+  if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
-  p->nsleepers = 0;
-  for (i = 0; i < p->cfg.max_threads; i++) p->workers[i].sleeping = 0;
-  pthread_mutex_unlock(&p->lock);
   for (i = 0; i < p->cfg.max_threads; i++) {
-    lp_worker *w = &p->workers[i];
-    pthread_mutex_lock(&p->lock);
+    lp_worker *w = p->slots[i].w;
+    if (!w) continue;
+    if (w->sleeping) sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
+    if (w->task) lp_interrupt(w);
+  }
+  pthread_mutex_unlock(&p->lock);
+  deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    lp_worker *w = p->slots[i].w;
+    if (!w || w->joined) continue;
+    if (terminate_ms < 0 || lp_join_until(w->thread, deadline) == 0) {
+      w->joined = 1;
+      continue;
+    }
+    pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
+    detach(p, w);
     pthread_mutex_unlock(&p->lock);
-    if (w->started && !atomic_load(&w->leaving)) lp_interrupt(w);
+    stuck++;
   }
-  for (i = 0; i < p->cfg.max_threads; i++)
-    if (p->workers[i].started) join_worker(&p->workers[i]);
-  for (m = p->backlog; m;) {
-    lp_msg *next = m->next;
-    msg_free(p, m);
-    m = next;
-  }
+  free_msgs(p, p->backlog);
   p->backlog = NULL;
-  for (m = take_all(p); m;) {
-    lp_msg *next = m->next;
-    msg_free(p, m);
-    m = next;
-  }
+  free_msgs(p, take_all(p));  /* with the EXIT of every joined worker */
   while (p->head) {
     lp_task *t = p->head;
     p->head = t->next;
-    lp_task_free(p, t);
+    task_destroy(t);
   }
-  for (i = 0; i < p->cfg.max_threads; i++) {
-    lp_worker *w = &p->workers[i];
-    while (w->mine) {
-      lp_task *t = w->mine;
-      w->mine = t->next;
-      lp_task_free(p, t);
+  return stuck;
+}
+
+void lp_pool_release(lp_pool *p) {
+  if (atomic_fetch_sub(&p->refs, 1) != 1) return;
+  if (p->initialized) {
+    int i;
+    free_msgs(p, take_all(p));  /* what detached workers posted at the end */
+    for (i = 0; i < p->cfg.max_threads; i++) {
+      lp_slot *sl = &p->slots[i];
+      while (sl->mine) {
+        lp_task *t = sl->mine;
+        sl->mine = t->next;
+        task_destroy(t);
+      }
     }
-    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->done_lock);
+    pthread_cond_destroy(&p->done_cond);
   }
   while (p->free_tasks) {
     lp_task *t = p->free_tasks;
     p->free_tasks = (lp_task *)t->msg.next;
-    lp_buf_free(&t->in);
-    lp_buf_free(&t->out);
-    free(t);
+    task_destroy(t);
   }
-  if (p->pipefd[0] >= 0) { close(p->pipefd[0]); close(p->pipefd[1]); }
-  pthread_mutex_destroy(&p->lock);
-  pthread_mutex_destroy(&p->done_lock);
-  pthread_cond_destroy(&p->done_cond);
+  if (p->pipe_r >= 0) {
+    close(p->pipe_r);
+    close(atomic_load(&p->pipe_w));
+  }
+  free(p->cfg.filename);
+  free(p->cfg.name);
+  free(p->cfg.path);
+  free(p->cfg.cpath);
+  lp_buf_free(&p->cfg.handler);
+  lp_buf_free(&p->cfg.worker_data);
   lp_encoder_free(&p->enc);
-  free(p->workers);
+  free(p->slots);
   free(p->sleepers);
-  p->workers = NULL;
-  p->sleepers = NULL;
+  free(p);
 }
-
-void lp_msg_free(lp_pool *p, lp_msg *m) { msg_free(p, m); }

@@ -21,7 +21,6 @@ typedef struct lp_msg {
   struct lp_msg *next;
   int kind;
   int worker_id;
-  unsigned gen;  /* which run of that worker slot */
   lp_buf body;  /* a message's value, an error's text */
 } lp_msg;
 
@@ -41,30 +40,44 @@ typedef struct lp_task {
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 } lp_task;
 
+/* A worker thread and its Lua state. The main thread allocates it and,
+** once the thread has said it is leaving, joins and frees it; a worker the
+** pool gave up on (detached) frees itself when its thread ends. */
 struct lp_worker {
   lp_pool *pool;
   int slot;                   /* workerId - 1 */
-  int started;                /* thread not yet joined (main thread only) */
-  unsigned gen;               /* counts the threads this slot has had */
-  atomic_int leaving;         /* left nlive; the thread is ending */
   pthread_t thread;
   pthread_cond_t wake;
-  int sleeping;               /* on the sleepers stack (pool lock) */
-  lp_task *mine, *mine_tail;  /* tasks for this worker only (pool lock) */
-  atomic_int nmine;
+  /* under the pool lock */
+  int sleeping;               /* on the sleepers stack */
+  int leaving;                /* out of nlive; the thread is ending */
+  int detached;               /* given up on: nobody joins it */
+  int retire;                 /* end after the task it runs (recycling) */
+  lp_task *task;              /* the task it runs */
+  /* read by other threads */
   atomic_int busy;
   atomic_uint_fast64_t ntasks;
   atomic_size_t heap_bytes;
   _Atomic(lua_State *) running;  /* the state while it runs a task's code */
   _Atomic(lp_task *) current;    /* the task it runs */
   _Atomic(lp_task *) cancel;     /* a running task to be stopped */
-  /* owned by the worker thread */
+  /* the worker thread's own */
   lua_State *L;
   lp_encoder enc;
   int default_ref;            /* the pool's default handler, once resolved */
   int exiting, exit_code;     /* os.exit was called */
-  lp_msg *exit_msg;           /* preallocated: exiting must not fail */
+  /* the main thread's own */
+  int joined;
+  lp_msg exit_msg;            /* its last message, so exiting cannot fail */
 };
+
+/* A worker's place: its id is the slot's index + 1. Tasks sent to one
+** worker (runAll) wait in the slot's mailbox, so a replacement inherits them. */
+typedef struct lp_slot {
+  lp_worker *w;               /* NULL where none */
+  lp_task *mine, *mine_tail;  /* under the pool lock */
+  atomic_int nmine;           /* read by the spinning worker */
+} lp_slot;
 
 typedef struct lp_config {
   int min_threads, max_threads;
@@ -78,24 +91,27 @@ typedef struct lp_config {
 
 struct lp_pool {
   lp_config cfg;
+  atomic_int refs;            /* the main thread's, and detached workers' */
   /* the queue and the workers' bookkeeping, under lock */
   pthread_mutex_t lock;
   lp_task *head, *tail;
   atomic_size_t queued;       /* written under lock, read by spinners */
   int idle;                   /* live workers not running a task */
-  int nlive;                  /* threads started, not yet exited */
+  int nlive;                  /* threads started, not yet leaving */
   int nsleepers;
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
+  lp_slot *slots;             /* max_threads */
   atomic_int stop;
-  lp_worker *workers;         /* max_threads slots */
   /* the completion stack and the main thread's wake-up */
   _Atomic(lp_msg *) done;
   atomic_int main_sleeping;
   pthread_mutex_t done_lock;
   pthread_cond_t done_cond;
-  int pipefd[2];              /* made by pollfd(); -1 until then */
+  atomic_int pipe_w;          /* made by pollfd(); -1 until then */
+  int pipe_r;
   atomic_int fd_armed;
   /* main thread only */
+  int initialized;
   lp_msg *backlog;            /* taken but not yet handed to Lua */
   lp_task *free_tasks;
   int nfree;
@@ -109,23 +125,36 @@ int lp_cond_init(pthread_cond_t *c);  /* on the monotonic clock */
 int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
 
 /* Main thread. */
-int lp_pool_init(lp_pool *p);                 /* after cfg is filled */
-void lp_pool_shutdown(lp_pool *p);            /* stop, join, free all */
+lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
+int lp_pool_init(lp_pool *p);                 /* starts minThreads workers */
+/* Stops every worker, giving each terminate_ms to end (negative: for ever);
+** detaches those that do not and returns how many. Then frees what it can. */
+int lp_pool_shutdown(lp_pool *p, double terminate_ms);
+void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
 /* Queues t; returns 0, LP_EFULL, LP_ESTOPPED, or LP_ESPAWN (no worker could
 ** be started and none is live). */
 enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN };
 int lp_pool_submit(lp_pool *p, lp_task *t);
-int lp_pool_cancel(lp_pool *p, lp_task *t);   /* 1 if it was still queued */
+/* Stops t: a queued task is unlinked (returns LP_TASK_QUEUED, and the caller
+** frees it); a running one is interrupted (LP_TASK_RUNNING); else
+** LP_TASK_DONE. With queued_only, a running task is left alone. */
+int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only);
+/* Gives up on the worker still running t: it is detached, its slot freed.
+** Returns its workerId, or 0 when no worker runs t any more. */
+int lp_pool_abandon(lp_pool *p, lp_task *t);
+/* Every live worker ends after its task (idle ones at once). */
+void lp_pool_retire_all(lp_pool *p);
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms);  /* FIFO batch */
-void lp_pool_reap(lp_pool *p, lp_msg *exit);  /* joins the thread it names */
-void lp_msg_free(lp_pool *p, lp_msg *m);
+void lp_msg_free(lp_pool *p, lp_msg *m);      /* joins and frees on EXIT */
 void lp_pool_maintain(lp_pool *p);            /* start workers as needed */
 int lp_pool_pollfd(lp_pool *p);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
 void *lp_worker_main(void *arg);
+/* The end of a detached worker's thread. */
+void lp_worker_free(lp_worker *w);
 
 #endif

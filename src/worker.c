@@ -297,8 +297,10 @@ static int run_task(lua_State *L) {
   return 0;
 }
 
-static void run(lp_worker *w, lp_task *t) {
+/* Runs t on the worker's state; returns 1 when the task was stopped. */
+static int run(lp_worker *w, lp_task *t) {
   lua_State *L = w->L;
+  int stopped = 0;
   t->failed = 0;
   t->msg.worker_id = w->slot + 1;
   lua_settop(L, 0);
@@ -317,6 +319,7 @@ static void run(lp_worker *w, lp_task *t) {
   if (atomic_load(&w->cancel) == t || atomic_load(&w->pool->stop)) {
     lua_pushnil(L);
     put_error(w, t, "aborted", 1, "The task has been aborted", NULL);
+    stopped = 1;
   }
   lp_interrupt_leave(w);
   if (w->exiting) {
@@ -331,15 +334,18 @@ static void run(lp_worker *w, lp_task *t) {
                         (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
                             (size_t)lua_gc(L, LUA_GCCOUNTB, 0),
                         memory_order_relaxed);
+  return stopped;
 }
 
 /* ---- the thread -------------------------------------------------------- */
 
+/* The next task for w: its slot's mailbox first, then the queue. Lock held. */
 static lp_task *take(lp_pool *p, lp_worker *w) {
-  lp_task *t = w->mine;
+  lp_slot *sl = &p->slots[w->slot];
+  lp_task *t = sl->mine;
   if (t) {
-    if (!(w->mine = t->next)) w->mine_tail = NULL;
-    atomic_fetch_sub(&w->nmine, 1);
+    if (!(sl->mine = t->next)) sl->mine_tail = NULL;
+    atomic_fetch_sub(&sl->nmine, 1);
   } else if ((t = p->head)) {
     if (!(p->head = t->next)) p->tail = NULL; else p->head->prev = NULL;
     atomic_store_explicit(&p->queued,
@@ -350,20 +356,23 @@ static lp_task *take(lp_pool *p, lp_worker *w) {
   }
   t->next = t->prev = NULL;
   atomic_store(&t->state, LP_TASK_RUNNING);
+  w->task = t;
   return t;
 }
 
+static int has_work(lp_pool *p, lp_worker *w) {
+  return atomic_load_explicit(&p->queued, memory_order_relaxed) ||
+         atomic_load_explicit(&p->slots[w->slot].nmine, memory_order_relaxed) ||
+         atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
 /* Spins until work may be there, or the spin budget runs out. */
-static int spin(lp_pool *p, lp_worker *w) {
+static void spin(lp_pool *p, lp_worker *w) {
   uint64_t start = lp_now_ns();
   unsigned i = 0;
-  for (;;) {
-    if (atomic_load_explicit(&p->queued, memory_order_relaxed) ||
-        atomic_load_explicit(&w->nmine, memory_order_relaxed) ||
-        atomic_load_explicit(&p->stop, memory_order_relaxed))
-      return 1;
+  while (!has_work(p, w)) {
     cpu_relax();
-    if ((++i & 63) == 0 && lp_now_ns() - start > WORKER_SPIN_NS) return 0;
+    if ((++i & 63) == 0 && lp_now_ns() - start > WORKER_SPIN_NS) return;
   }
 }
 
@@ -395,7 +404,36 @@ static int sleep_until_work(lp_pool *p, lp_worker *w) {
       if (p->sleepers[i] == w) { p->sleepers[i] = p->sleepers[--p->nsleepers]; break; }
     w->sleeping = 0;
   }
-  return timed && r != 0 && !p->head && !w->mine && p->nlive > p->cfg.min_threads;
+  return timed && r != 0 && !p->head && !p->slots[w->slot].mine &&
+         p->nlive > p->cfg.min_threads;
+}
+
+/* Runs t; returns 1 when this worker should end after it. Lock held on
+** entry and on return, unless the worker was detached meanwhile: then it
+** has posted t and freed itself, and returns -1. */
+static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
+  int stopped;
+  p->idle--;
+  pthread_mutex_unlock(&p->lock);
+  atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
+  t->t_start = lp_now_ns();
+  stopped = run(w, t);
+  t->t_end = lp_now_ns();
+  atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
+  atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
+  pthread_mutex_lock(&p->lock);
+  w->task = NULL;
+  if (w->detached) {  /* the pool gave up on us while we ran */
+    lp_pool_post(p, &t->msg);
+    pthread_mutex_unlock(&p->lock);
+    close_state(w);
+    lp_worker_free(w);
+    lp_pool_release(p);
+    return -1;
+  }
+  p->idle++;  /* before the result is seen: its sender may submit again */
+  lp_pool_post(p, &t->msg);
+  return stopped || w->exiting || w->retire;
 }
 
 void *lp_worker_main(void *arg) {
@@ -406,37 +444,27 @@ void *lp_worker_main(void *arg) {
   if (open_state(w, err, sizeof err) == 0) post_simple(w, LP_MSG_START, NULL);
   else post_simple(w, LP_MSG_ERROR, err);
   pthread_mutex_lock(&p->lock);
-  while (w->L && !atomic_load(&p->stop)) {
+  while (w->L && !atomic_load(&p->stop) && !w->retire) {
     lp_task *t = take(p, w);
     if (t) {
-      p->idle--;
-      pthread_mutex_unlock(&p->lock);
-      atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
-      t->t_start = lp_now_ns();
-      run(w, t);
-      t->t_end = lp_now_ns();
-      atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
-      atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
-      pthread_mutex_lock(&p->lock);
-      p->idle++;  /* before the result is seen: its sender may submit again */
-      lp_pool_post(p, &t->msg);
-      if (w->exiting) break;
+      int r = serve(p, w, t);
+      if (r < 0) return NULL;
+      if (r) break;
       continue;
     }
     pthread_mutex_unlock(&p->lock);
     spin(p, w);
     pthread_mutex_lock(&p->lock);
-    if (p->head || w->mine || atomic_load(&p->stop)) continue;
+    if (has_work(p, w) || w->retire) continue;
     if (sleep_until_work(p, w)) break;
   }
-  p->idle--;
-  p->nlive--;
-  atomic_store(&w->leaving, 1);
+  if (!w->leaving) {
+    w->leaving = 1;
+    p->idle--;
+    p->nlive--;
+  }
   pthread_mutex_unlock(&p->lock);
   close_state(w);
-  w->exit_msg->kind = LP_MSG_EXIT;
-  w->exit_msg->worker_id = w->slot + 1;
-  w->exit_msg->gen = w->gen;
-  lp_pool_post(p, w->exit_msg);
+  lp_pool_post(p, &w->exit_msg);  /* main may free w from here on */
   return NULL;
 }
