@@ -49,6 +49,7 @@ static int seen_grow(lp_encoder *e) {
 }
 
 void lp_encoder_free(lp_encoder *e) {
+  lp_buf_free(&e->path);
   free(e->seen);
   e->seen = NULL;
   e->mask = e->used = 0;
@@ -57,8 +58,7 @@ void lp_encoder_free(lp_encoder *e) {
 /* ---- encoder: writing ------------------------------------------------- */
 
 static int fail(lp_encoder *e, const char *fmt, const char *what) {
-  e->errlen = (size_t)snprintf(e->err, sizeof e->err, fmt, what);
-  if (e->errlen >= sizeof e->err) e->errlen = sizeof e->err - 1;
+  snprintf(e->reason, sizeof e->reason, fmt, what);
   return -1;
 }
 
@@ -110,13 +110,24 @@ static int put_number(lp_encoder *e, lua_State *L, int idx) {
 
 /* Prepends one step of the path ("[2]", ".name") after a failure below. */
 static void path_prepend(lp_encoder *e, const char *seg) {
-  size_t n = strlen(seg), room = sizeof e->err - 1;
-  if (n > room) n = room;
-  if (e->errlen + n > room) e->errlen = room - n;
-  memmove(e->err + n, e->err, e->errlen);
-  memcpy(e->err, seg, n);
-  e->errlen += n;
-  e->err[e->errlen] = '\0';
+  size_t n = strlen(seg);
+  lp_buf *b = &e->path;
+  if (lp_buf_reserve(b, n)) return;  /* no memory: a shorter path */
+  memmove(b->data + n, b->data, b->len);
+  memcpy(b->data, seg, n);
+  b->len += n;
+}
+
+/* err = root, path and reason; a long path loses its middle. */
+static void compose_error(lp_encoder *e, const char *root) {
+  size_t room = sizeof e->err - strlen(root) - strlen(e->reason) - 8;
+  const char *p = e->path.data ? e->path.data : "";
+  int n = (int)e->path.len;
+  if ((size_t)n <= room)
+    snprintf(e->err, sizeof e->err, "%s%.*s%s", root, n, p, e->reason);
+  else
+    snprintf(e->err, sizeof e->err, "%s%.*s...%.*s%s", root, (int)(room / 2), p,
+             (int)(room / 2), p + n - (int)(room / 2), e->reason);
 }
 
 static int is_identifier(const char *s, size_t n) {
@@ -271,8 +282,13 @@ static int put_function(lp_encoder *e, int idx) {
   if (nups > 255) return fail(e, "%s", ": function has too many upvalues");
   if (put_byte(e, nups)) return -1;
   for (i = 1; i <= nups; i++) {
+    int r;
     name = lua_getupvalue(L, idx, i);
-    if (put_value(e, lua_gettop(L))) {
+    /* A function's environment is the receiving state's globals, as in
+    ** LuaJIT and 5.1, where environments do not travel with functions. */
+    if (name && strcmp(name, "_ENV") == 0) r = put_byte(e, T_GLOBALS);
+    else r = put_value(e, lua_gettop(L));
+    if (r) {
       char seg[80];
       snprintf(seg, sizeof seg, "(upvalue %.60s)", name && *name ? name : "?");
       path_prepend(e, seg);
@@ -356,14 +372,14 @@ int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
   lp_pushglobals(L);
   e->globals = lua_topointer(L, -1);
   lua_pop(L, 1);
-  e->err[0] = '\0';
-  e->errlen = 0;
+  e->err[0] = e->reason[0] = '\0';
+  e->path.len = 0;
   for (i = 0; i < n; i++) {
     if (put_value(e, idx + i)) {
       char seg[64];
       if (n > 1) snprintf(seg, sizeof seg, "%s[%d]", root, i + 1);
       else snprintf(seg, sizeof seg, "%s", root);
-      path_prepend(e, seg);
+      compose_error(e, seg);
       out->len = mark;
       return -1;
     }

@@ -30,8 +30,9 @@ typedef struct lp_encoder {
   const void *globals;
   lp_buf *out;
   lua_State *L;
-  char err[LP_CODEC_ERRLEN];  /* path and reason after a failure */
-  size_t errlen;
+  char err[LP_CODEC_ERRLEN];  /* after a failure: path and reason */
+  char reason[128];
+  lp_buf path;                /* the path, built from the inside out */
 } lp_encoder;
 
 void lp_encoder_free(lp_encoder *e);
