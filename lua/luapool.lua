@@ -91,16 +91,29 @@ local function check_options(o)
   if o.runtime ~= nil and o.runtime ~= "threads" and o.runtime ~= "process" then
     bad("runtime", '"threads" or "process"')
   end
-  -- Parts of the contract that this version does not implement yet say so
-  -- rather than being silently ignored.
-  local later = { isolateWorkers = o.isolateWorkers == true,
-                  terminateTimeout = o.terminateTimeout ~= nil,
-                  maxMemoryLimitBeforeRecycle = o.maxMemoryLimitBeforeRecycle ~= nil,
-                  resourceLimits = o.resourceLimits ~= nil,
-                  runtime = o.runtime == "process", env = o.env ~= nil,
-                  teardown = o.teardown ~= nil }
-  for k, v in pairs(later) do
-    if v then raise("invalid_option", "options." .. k .. " is not supported yet") end
+  if o.terminateTimeout ~= nil and
+     not (type(o.terminateTimeout) == "number" and o.terminateTimeout >= 0) then
+    bad("terminateTimeout", "a non-negative number of milliseconds")
+  end
+  if o.maxMemoryLimitBeforeRecycle ~= nil and not is_int(o.maxMemoryLimitBeforeRecycle, 1) then
+    bad("maxMemoryLimitBeforeRecycle", "a positive number of bytes")
+  end
+  if o.resourceLimits ~= nil then
+    if type(o.resourceLimits) ~= "table" then bad("resourceLimits", "a table") end
+    for k, v in pairs(o.resourceLimits) do
+      if k ~= "maxHeapBytes" then
+        raise("invalid_option", "unknown option 'resourceLimits." .. tostring(k) .. "'")
+      end
+      if not is_int(v, 1) then bad("resourceLimits.maxHeapBytes", "a positive number of bytes") end
+    end
+  end
+  if o.teardown ~= nil and type(o.teardown) ~= "string" then bad("teardown", "a string") end
+  -- The process runtime is not built yet: say so rather than run threads.
+  if o.runtime == "process" then
+    raise("invalid_option", 'options.runtime = "process" is not supported yet')
+  end
+  if o.env ~= nil then
+    raise("invalid_option", "options.env applies to the process runtime, not supported yet")
   end
 
   -- Tinypool's rules: defaults from the core count; giving only one of
@@ -133,6 +146,13 @@ end
 ---------------------------------------------------------------------------
 -- Tasks
 
+local DEFAULT_TERMINATE_MS = 1000
+local ABORTED = "The task has been aborted"
+local TIMED_OUT = "The task has timed out"
+
+local Signal = {}  -- AbortController().signal
+Signal.__index = Signal
+
 local Task = {}
 Task.__index = Task
 
@@ -161,13 +181,7 @@ end
 
 function Task:cancel()
   if self._state then return false end
-  local pool = self._pool
-  local r = pool._core:stop(self._p)
-  if r == "queued" then
-    pool:_settle_error(self, new_error("cancelled", "The task has been cancelled"))
-    return true
-  end
-  return false
+  return self._pool:_abort(self, "cancelled", "The task has been cancelled", "aborted", ABORTED)
 end
 
 function Task:onDone(fn)
@@ -198,6 +212,27 @@ end
 Task.__tostring = function(t) return "luapool.Task (" .. t:status() .. ")" end
 
 ---------------------------------------------------------------------------
+-- Abort signals
+
+-- ctl:abort() stops every task run with ctl.signal: queued ones are taken
+-- off the queue, running ones interrupted; all are rejected with "aborted".
+function luapool.AbortController()
+  local signal = setmetatable({ aborted = false,
+                                _tasks = setmetatable({}, { __mode = "k" }) }, Signal)
+  local ctl = { signal = signal }
+  function ctl.abort()
+    if signal.aborted then return end
+    signal.aborted = true
+    local tasks = {}
+    for task in pairs(signal._tasks) do tasks[#tasks + 1] = task end
+    for _, task in ipairs(tasks) do
+      task._pool:_abort(task, "aborted", ABORTED, "aborted", ABORTED)
+    end
+  end
+  return ctl
+end
+
+---------------------------------------------------------------------------
 -- Pools
 
 local Pool = {}
@@ -214,9 +249,51 @@ local function emit(self, name, ...)
   end
 end
 
+-- Timeouts that passed abort their tasks; workers that were interrupted and
+-- did not stop within terminateTimeout are given up on: detached, reported
+-- through "error", and replaced.
+local function run_timers(self)
+  local t = now()
+  if self._ntimed > 0 then
+    for task, deadline in pairs(self._timed) do
+      if t >= deadline and not task._state then
+        self:_abort(task, "timeout", TIMED_OUT, "timeout", TIMED_OUT)
+      end
+    end
+  end
+  if self._nstopping > 0 then
+    for p, deadline in pairs(self._stopping) do
+      if t >= deadline then
+        self._stopping[p] = nil
+        self._nstopping = self._nstopping - 1
+        local id = self._core:abandon(p)
+        if id then
+          local ms = self._opts.terminateTimeout or DEFAULT_TERMINATE_MS
+          emit(self, "error", new_error("terminate_timeout", ("Failed to terminate worker %d " ..
+            "within %g ms: it runs code that takes no interrupt (a loop LuaJIT compiled, " ..
+            "or a blocking C call); its thread is detached and left running"):format(id, ms),
+            nil, nil, id))
+          self._exits = self._exits + 1
+          emit(self, "workerDestroy", id)
+          self._core:maintain()
+        end
+      end
+    end
+  end
+end
+
+-- The earliest timer, in ms from now, or nil.
+local function next_timer(self)
+  local first
+  for _, d in pairs(self._timed) do if not first or d < first then first = d end end
+  for _, d in pairs(self._stopping) do if not first or d < first then first = d end end
+  return first and math.max(0, first - now())
+end
+
 -- Settles every pending task and fires callbacks queued by onDone on tasks
 -- already settled, then "drain" if nothing is left.
 local function after_poll(self)
+  if self._ntimed + self._nstopping > 0 and self._core then run_timers(self) end
   local later = self._later
   local n = #later
   if n > 0 then
@@ -230,22 +307,38 @@ local function after_poll(self)
   return n
 end
 
+-- A task leaves the pool's books: its timer and its signal forget it.
+local function forget(self, task)
+  self._pending[task._p] = nil
+  self._npending = self._npending - 1
+  self._completed = self._completed + 1
+  task._p = nil
+  if task._deadline then
+    self._timed[task] = nil
+    self._ntimed = self._ntimed - 1
+  end
+  if task._signal then task._signal._tasks[task] = nil end
+end
+
 local function make_settle(self)
-  local pending = self._pending
+  local pending, stopping = self._pending, self._stopping
   return function(p, ok, workerId, ...)
     if ok == nil then  -- a worker event
       if p == "message" then emit(self, "message", ..., workerId)
       elseif p == "error" then
         emit(self, "error", new_error("worker_error", (...), nil, nil, workerId))
-      else emit(self, p, workerId) end
+      else
+        if p == "workerDestroy" then self._exits = self._exits + 1 end
+        emit(self, p, workerId)
+      end
       return
     end
     local task = pending[p]
-    if not task then return end
-    pending[p] = nil
-    self._npending = self._npending - 1
-    self._completed = self._completed + 1
-    task._p = nil
+    if not task then  -- settled already (aborted); its worker has let go
+      if stopping[p] then stopping[p] = nil; self._nstopping = self._nstopping - 1 end
+      return
+    end
+    forget(self, task)
     if ok then
       task._n, task._res = ...
       task._state = "fulfilled"
@@ -267,16 +360,26 @@ function luapool.new(options)
     maxQueue = opts.maxQueue == math.huge and -1 or opts.maxQueue,
     workerData = opts.workerData,
     path = package.path, cpath = package.cpath,
+    isolate = opts.isolateWorkers and 1 or 0,
+    teardown = opts.teardown,
+    maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
+    maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
   }
   if opts.filename then  -- a missing file or a syntax error fails here
     local f, err = loadfile(opts.filename)
     if not f then raise("load_error", err) end
+    -- compiled once here; each worker state loads the bytecode
+    local ok, bytecode = pcall(string.dump, f)
+    if ok then cfg.bytecode = bytecode end
   end
   local c, code, msg = core.new(cfg)
   if not c then raise(code, msg) end
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0, _later = {},
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
+    _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
+    _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
+    _exits = 0,                      -- workerDestroy events so far
   }
   for k, f in pairs(methods) do self[k] = f end
   self._settle = make_settle(self)
@@ -287,8 +390,9 @@ Pool.__index = function(self, k)
   local f = fields[k]
   if f then return f(self) end
 end
-Pool.__close = function(self) self:destroy() end
-Pool.__gc = function(self) self:destroy() end
+-- Destroying from the garbage collector or a <close> variable cannot raise.
+Pool.__close = function(self) pcall(self.destroy, self) end
+Pool.__gc = function(self) pcall(self.destroy, self) end
 Pool.__tostring = function(self)
   return "luapool.Pool (" .. (self._destroyed and "destroyed" or #self.threads .. " threads") .. ")"
 end
@@ -305,10 +409,7 @@ local function resolve(self, opts)
   end
   if type(opts) ~= "table" then raise("invalid_option", "run options must be a table") end
   for k in pairs(opts) do
-    if k ~= "filename" and k ~= "name" and k ~= "handler" then
-      if k == "signal" or k == "timeout" then
-        raise("invalid_option", "run option '" .. k .. "' is not supported yet")
-      end
+    if k ~= "filename" and k ~= "name" and k ~= "handler" and k ~= "signal" and k ~= "timeout" then
       raise("invalid_option", "unknown run option '" .. tostring(k) .. "'")
     end
   end
@@ -343,12 +444,31 @@ local function submit(self, value, opts, workerId)
     raise("destroyed", self._destroyed and "The pool is destroyed" or "The pool is closed")
   end
   local kind, a, b = resolve(self, opts)
+  local signal, timeout = opts and opts.signal, opts and opts.timeout
+  if signal ~= nil then
+    if getmetatable(signal) ~= Signal then
+      raise("invalid_option", "signal argument must be the signal of a luapool.AbortController()")
+    end
+    if signal.aborted then raise("aborted", "The task has been aborted") end
+  end
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
+    raise("invalid_option", "timeout argument must be a non-negative number of milliseconds")
+  end
   local p, code, msg = self._core:submit(kind, a, b, value, workerId)
   if not p then raise(code, msg) end
   local task = setmetatable({ _p = p, _pool = self }, Task)
   self._pending[p] = task
   self._npending = self._npending + 1
   self._drained = false
+  if timeout then
+    task._deadline = now() + timeout
+    self._timed[task] = task._deadline
+    self._ntimed = self._ntimed + 1
+  end
+  if signal then
+    task._signal = signal
+    signal._tasks[task] = true
+  end
   return task
 end
 
@@ -364,11 +484,27 @@ function methods.runAll(self, value, opts)
   return list
 end
 
+-- Stops a task: a queued one is taken off the queue and rejected with
+-- qcode; a running one is rejected with rcode at once while its worker is
+-- interrupted (and given up on after terminateTimeout). True if it did either.
+function methods._abort(self, task, qcode, qmsg, rcode, rmsg)
+  if task._state or not self._core then return false end
+  local p = task._p
+  local r = self._core:stop(p)
+  if r == "queued" then
+    self:_settle_error(task, new_error(qcode, qmsg))
+  elseif r == "running" then
+    self._stopping[p] = now() + (self._opts.terminateTimeout or DEFAULT_TERMINATE_MS)
+    self._nstopping = self._nstopping + 1
+    self:_settle_error(task, new_error(rcode, rmsg))
+  else
+    return false
+  end
+  return true
+end
+
 function methods._settle_error(self, task, err)
-  self._pending[task._p] = nil
-  self._npending = self._npending - 1
-  self._completed = self._completed + 1
-  task._p = nil
+  forget(self, task)
   task._err = err
   task._state = "rejected"
   if task._cbs then
@@ -404,6 +540,10 @@ local function block_until(self, done, timeout)
         after_poll(self)
         return done()
       end
+    end
+    if self._ntimed + self._nstopping > 0 then  -- wake for the next timer
+      local timer = next_timer(self)
+      if timer and (left < 0 or timer < left) then left = timer end
     end
     self._core:poll(left, self._settle)
   end
@@ -465,6 +605,29 @@ function methods.cancelPendingTasks(self)
   return n
 end
 
+-- Replaces every worker with a fresh one: idle ones at once, busy ones
+-- once their task is done. Returns when all of them are replaced.
+function methods.recycleWorkers(self, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then raise("invalid_option", "recycleWorkers options must be a table") end
+    for k, v in pairs(opts) do
+      if k ~= "runtime" then
+        raise("invalid_option", "unknown recycleWorkers option '" .. tostring(k) .. "'")
+      end
+      if v == "process" then
+        raise("invalid_option", 'runtime = "process" is not supported yet')
+      elseif v ~= "threads" then
+        raise("invalid_option", 'options.runtime must be "threads" or "process"')
+      end
+    end
+  end
+  if self._closed then raise("destroyed", "The pool is destroyed") end
+  local target = self._exits + #self._core:threads()
+  self._core:retire()
+  block_until(self, function() return self._exits >= target end)
+  self._core:maintain()
+end
+
 function methods.close(self)
   if self._destroyed then return end
   self._closed = true
@@ -479,9 +642,13 @@ function methods.destroy(self)
   for p, task in pairs(self._pending) do
     self:_settle_error(task, new_error("terminated", "Terminating worker thread"))
   end
-  self._pending = {}
-  c:destroy()
+  self._stopping, self._nstopping = {}, 0
+  local stuck = c:destroy(self._opts.terminateTimeout or DEFAULT_TERMINATE_MS)
   self._core = nil
+  if stuck > 0 then
+    raise("terminate_timeout", ("Failed to terminate worker: %d worker(s) did not stop " ..
+      "and are left running, detached"):format(stuck))
+  end
 end
 
 function methods.pollfd(self)

@@ -74,6 +74,17 @@ static int core_new(lua_State *L) {
   p->cfg.name = opt_strdup(L, 1, "name");
   p->cfg.path = opt_strdup(L, 1, "path");
   p->cfg.cpath = opt_strdup(L, 1, "cpath");
+  p->cfg.teardown = opt_strdup(L, 1, "teardown");
+  p->cfg.isolate = (int)opt_number(L, 1, "isolate", 0);
+  p->cfg.max_heap = (size_t)opt_number(L, 1, "maxHeapBytes", 0);
+  p->cfg.recycle_heap = (size_t)opt_number(L, 1, "maxMemoryLimitBeforeRecycle", 0);
+  lua_getfield(L, 1, "bytecode");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *bc = lua_tolstring(L, -1, &n);
+    if (lp_buf_put(&p->cfg.bytecode, bc, n)) return luaL_error(L, "luapool: out of memory");
+  }
+  lua_pop(L, 1);
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -170,6 +181,11 @@ static int pool_stop(lua_State *L) {
   if (r == LP_TASK_QUEUED) lp_task_free(p, t);
   lua_pushstring(L, r == LP_TASK_QUEUED ? "queued" : r == LP_TASK_RUNNING ? "running" : "done");
   return 1;
+}
+
+static int pool_maintain(lua_State *L) {
+  lp_pool_maintain(check_pool(L));
+  return 0;
 }
 
 /* pool:abandon(task) -> workerId of the worker given up on, or nil */
@@ -387,7 +403,7 @@ static int core_now(lua_State *L) {
 __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
     {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
-    {"retire", pool_retire}, {"status", pool_status},
+    {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"queueSize", pool_queue_size},
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
     {"destroy", pool_destroy}, {NULL, NULL}};

@@ -541,6 +541,8 @@ void lp_pool_release(lp_pool *p) {
   free(p->cfg.name);
   free(p->cfg.path);
   free(p->cfg.cpath);
+  free(p->cfg.teardown);
+  lp_buf_free(&p->cfg.bytecode);
   lp_buf_free(&p->cfg.handler);
   lp_buf_free(&p->cfg.worker_data);
   lp_encoder_free(&p->enc);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "buffer.h"
 #include "codec.h"
+#include "heap.h"
 #include "stats.h"
 
 typedef struct lp_pool lp_pool;
@@ -63,6 +64,7 @@ struct lp_worker {
   _Atomic(lp_task *) cancel;     /* a running task to be stopped */
   /* the worker thread's own */
   lua_State *L;
+  lp_heap heap;
   lp_encoder enc;
   int default_ref;            /* the pool's default handler, once resolved */
   int exiting, exit_code;     /* os.exit was called */
@@ -87,6 +89,11 @@ typedef struct lp_config {
   lp_buf handler;             /* encoded default handler, empty if none */
   lp_buf worker_data;         /* encoded workerData */
   char *path, *cpath;         /* package.path and package.cpath */
+  lp_buf bytecode;            /* the default file, compiled once */
+  char *teardown;             /* function of the file run before a state closes */
+  int isolate;                /* a fresh state for every task */
+  size_t max_heap;            /* resourceLimits.maxHeapBytes, 0: none */
+  size_t recycle_heap;        /* maxMemoryLimitBeforeRecycle, 0: none */
 } lp_config;
 
 struct lp_pool {

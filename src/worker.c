@@ -105,11 +105,32 @@ static int setup_state(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);  /* task files loaded, by name */
   lua_setfield(L, LUA_REGISTRYINDEX, "luapool.files");
+  lua_pushlightuserdata(L, w);
+  lua_setfield(L, LUA_REGISTRYINDEX, "luapool.self");
+  return 0;
+}
+
+static void push_default_handler(lua_State *L, lp_worker *w);
+
+static size_t heap_size(lp_worker *w) {
+  if (w->heap.used) return w->heap.used;  /* metered by our allocator */
+  return (size_t)lua_gc(w->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(w->L, LUA_GCCOUNTB, 0);
+}
+
+/* Runs protected: loads the pool's task file ahead of the first task. */
+static int preload(lua_State *L) {
+  lp_worker *w = (lp_worker *)lua_touserdata(L, 1);
+  push_default_handler(L, w);
   return 0;
 }
 
 static int open_state(lp_worker *w, char *err, size_t errlen) {
-  lua_State *L = luaL_newstate();
+  lua_State *L;
+  w->heap.used = 0;
+  w->heap.enforce = 0;
+  w->heap.limit = w->pool->cfg.max_heap;
+  L = lua_newstate(lp_heap_alloc, &w->heap);
+  if (!L) L = luaL_newstate();  /* LuaJIT without GC64 takes no allocator */
   if (!L) {
     snprintf(err, errlen, "worker %d: cannot create a Lua state", w->slot + 1);
     return -1;
@@ -124,17 +145,46 @@ static int open_state(lp_worker *w, char *err, size_t errlen) {
   }
   w->L = L;
   w->default_ref = LUA_NOREF;
-  atomic_store_explicit(&w->heap_bytes, (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
-                        (size_t)lua_gc(L, LUA_GCCOUNTB, 0), memory_order_relaxed);
+  if (w->pool->cfg.filename || w->pool->cfg.handler.len) {
+    lua_pushcfunction(L, preload);  /* a failure shows again on the task */
+    lua_pushlightuserdata(L, w);
+    lua_pcall(L, 1, 0, 0);
+    lua_settop(L, 0);
+  }
+  atomic_store_explicit(&w->heap_bytes, heap_size(w), memory_order_relaxed);
   return 0;
+}
+
+/* The task file's teardown function, if the pool names one, before the
+** state closes; what it raises becomes an "error" event. */
+static void post_simple(lp_worker *w, int kind, const char *text);
+
+static void teardown(lp_worker *w) {
+  lp_config *cfg = &w->pool->cfg;
+  lua_State *L = w->L;
+  if (!cfg->teardown || !cfg->filename) return;
+  lua_settop(L, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, "luapool.files");
+  lua_getfield(L, -1, cfg->filename);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, cfg->teardown);
+    if (lua_isfunction(L, -1) && lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      char text[512];
+      snprintf(text, sizeof text, "worker %d: teardown \"%s\" failed: %s", w->slot + 1,
+               cfg->teardown, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(not a string)");
+      post_simple(w, LP_MSG_ERROR, text);
+    }
+  }
+  lua_settop(L, 0);
 }
 
 static void close_state(lp_worker *w) {
   if (!w->L) return;
   lua_sethook(w->L, NULL, 0, 0);
+  w->heap.enforce = 0;
+  teardown(w);
   lua_close(w->L);
   w->L = NULL;
-  lp_encoder_free(&w->enc);
 }
 
 /* ---- running a task ---------------------------------------------------- */
@@ -149,13 +199,24 @@ static int load_error(lua_State *L, const char *fmt, const char *a, const char *
   return lua_error(L);
 }
 
+static lp_worker *self_of(lua_State *L) {
+  lp_worker *w;
+  lua_getfield(L, LUA_REGISTRYINDEX, "luapool.self");
+  w = (lp_worker *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return w;
+}
+
 /* Pushes what the task file returns, loading and running it the first time. */
 static void push_file(lua_State *L, const char *filename) {
   lua_getfield(L, LUA_REGISTRYINDEX, "luapool.files");
   lua_getfield(L, -1, filename);
   if (lua_isnil(L, -1)) {
+    lp_config *cfg = &self_of(L)->pool->cfg;
     lua_pop(L, 1);
-    if (luaL_loadfile(L, filename) != LUA_OK)
+    if (cfg->bytecode.len && cfg->filename && strcmp(filename, cfg->filename) == 0
+            ? luaL_loadbuffer(L, cfg->bytecode.data, cfg->bytecode.len, filename) != LUA_OK
+            : luaL_loadfile(L, filename) != LUA_OK)
       load_error(L, "Failed to load task file \"%s\": %s", filename, lua_tostring(L, -1));
     lua_pushcfunction(L, traceback);
     lua_insert(L, -2);
@@ -269,7 +330,7 @@ static int run_task(lua_State *L) {
   lp_worker *w = (lp_worker *)lua_touserdata(L, 1);
   lp_task *t = (lp_task *)lua_touserdata(L, 2);
   size_t pos = 1;
-  int kind = (unsigned char)t->in.data[0];
+  int kind = (unsigned char)t->in.data[0], status;
   lua_settop(L, 0);
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, CODE_KEY);
@@ -284,7 +345,19 @@ static int run_task(lua_State *L) {
     lua_settop(L, 2);
   }
   lp_decode(L, t->in.data + pos, t->in.len - pos);
-  if (lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1) != LUA_OK) {
+  w->heap.enforce = 1;
+  status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
+  w->heap.enforce = 0;
+  if (status == LUA_ERRMEM) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "Out of memory: the task's state reached its heap limit of %zu bytes",
+             w->heap.limit);
+    lua_pushliteral(L, "out_of_memory");
+    lua_setfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+    put_error(w, t, "out_of_memory", 2, w->heap.limit ? msg : "Out of memory", NULL);
+    return 0;
+  }
+  if (status != LUA_OK) {
     lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
     put_error(w, t, "task_error", 2, NULL, lua_tostring(L, -1));
     return 0;
@@ -308,12 +381,21 @@ static int run(lp_worker *w, lp_task *t) {
     lua_pushcfunction(L, run_task);
     lua_pushlightuserdata(L, w);
     lua_pushlightuserdata(L, t);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    int status = lua_pcall(L, 2, 0, 0);
+    w->heap.enforce = 0;
+    if (status == LUA_ERRMEM) {
+      lua_pushnil(L);
+      put_error(w, t, "out_of_memory", lua_gettop(L), "Out of memory", NULL);
+    } else if (status != LUA_OK) {
       const char *code;
       lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
       code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "task_error";
       put_error(w, t, code, 1, NULL, NULL);
     }
+    lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "out_of_memory") == 0)
+      stopped = 1;  /* a state that ran out may be inconsistent: replace it */
+    lua_pop(L, 1);
   }
   lua_settop(L, 0);
   if (atomic_load(&w->cancel) == t || atomic_load(&w->pool->stop)) {
@@ -330,10 +412,7 @@ static int run(lp_worker *w, lp_task *t) {
     put_error(w, t, "worker_exited", lua_gettop(L), msg, NULL);
   }
   lua_settop(L, 0);
-  atomic_store_explicit(&w->heap_bytes,
-                        (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
-                            (size_t)lua_gc(L, LUA_GCCOUNTB, 0),
-                        memory_order_relaxed);
+  atomic_store_explicit(&w->heap_bytes, heap_size(w), memory_order_relaxed);
   return stopped;
 }
 
@@ -427,13 +506,24 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
     lp_pool_post(p, &t->msg);
     pthread_mutex_unlock(&p->lock);
     close_state(w);
+    lp_encoder_free(&w->enc);
     lp_worker_free(w);
     lp_pool_release(p);
     return -1;
   }
   p->idle++;  /* before the result is seen: its sender may submit again */
   lp_pool_post(p, &t->msg);
-  return stopped || w->exiting || w->retire;
+  if (stopped || w->exiting || w->retire) return 1;
+  if (p->cfg.recycle_heap && atomic_load(&w->heap_bytes) > p->cfg.recycle_heap) return 1;
+  if (p->cfg.isolate) {  /* the next task's fresh state, made while idle */
+    char err[256];
+    pthread_mutex_unlock(&p->lock);
+    close_state(w);
+    if (open_state(w, err, sizeof err)) post_simple(w, LP_MSG_ERROR, err);
+    pthread_mutex_lock(&p->lock);
+    if (!w->L) return 1;
+  }
+  return 0;
 }
 
 void *lp_worker_main(void *arg) {
@@ -465,6 +555,7 @@ void *lp_worker_main(void *arg) {
   }
   pthread_mutex_unlock(&p->lock);
   close_state(w);
+  lp_encoder_free(&w->enc);
   lp_pool_post(p, &w->exit_msg);  /* main may free w from here on */
   return NULL;
 }
