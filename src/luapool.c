@@ -325,7 +325,7 @@ static int pool_queue_size(lua_State *L) {
 
 /* pool:threads() -> { {id, busy, tasks, heapBytes}, ... } of live workers */
 static int pool_threads(lua_State *L) {
-  typedef struct { int id, busy; double tasks, heap; } row;
+  typedef struct { int id, busy; lua_Integer tasks, heap; } row;
   lp_pool *p = check_pool(L);
   row *rows = malloc((size_t)p->cfg.max_threads * sizeof *rows);
   int i, n = 0;
@@ -336,8 +336,8 @@ static int pool_threads(lua_State *L) {
     if (!w || w->leaving) continue;
     rows[n].id = i + 1;
     rows[n].busy = atomic_load_explicit(&w->busy, memory_order_relaxed);
-    rows[n].tasks = (double)atomic_load_explicit(&w->ntasks, memory_order_relaxed);
-    rows[n].heap = (double)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed);
+    rows[n].tasks = (lua_Integer)atomic_load_explicit(&w->ntasks, memory_order_relaxed);
+    rows[n].heap = (lua_Integer)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed);
     n++;
   }
   pthread_mutex_unlock(&p->lock);
@@ -348,9 +348,9 @@ static int pool_threads(lua_State *L) {
     lua_setfield(L, -2, "id");
     lua_pushboolean(L, rows[i].busy);
     lua_setfield(L, -2, "busy");
-    lua_pushnumber(L, (lua_Number)rows[i].tasks);
+    lua_pushinteger(L, rows[i].tasks);
     lua_setfield(L, -2, "tasks");
-    lua_pushnumber(L, (lua_Number)rows[i].heap);
+    lua_pushinteger(L, rows[i].heap);
     lua_setfield(L, -2, "heapBytes");
     lua_rawseti(L, -2, i + 1);
   }
