@@ -11,17 +11,17 @@
 #define LP_CODEC_MAXDEPTH 8000
 #define LP_CODEC_ERRLEN 512
 
-/* A table or function already written: its reference number and where its
-** tag byte lies, so a second sighting can mark it shared. */
+/* A table or function already written, and its reference number. */
 typedef struct lp_seen {
   const void *key;
   uint32_t gen, ref;
-  size_t tagpos;
 } lp_seen;
 
 /* Encoder state; kept by one thread and reused across calls. */
 typedef struct lp_encoder {
   lp_seen *seen;
+  size_t *tagpos;     /* by reference number: where its tag byte lies */
+  size_t ntagpos;
   size_t mask;        /* capacity - 1 (capacity a power of two) */
   size_t used;
   uint32_t gen;       /* entries of older generations are empty */
