@@ -1,0 +1,47 @@
+-- What every Lua side of the benchmarks shares: a monotonic clock, the
+-- command line (BENCH key=value ...), JSON lines out, and RSS.
+--   local b = dofile(dir .. "/common.lua")
+local ffi = require "ffi"
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk, bench_timespec *ts);
+  int setenv(const char *name, const char *value, int overwrite);
+  int poll(void *fds, unsigned long nfds, int timeout);
+]]
+local cjson = require "cjson"
+
+local b = {}
+local ts = ffi.new "bench_timespec"
+
+function b.now_ms() -- CLOCK_MONOTONIC
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
+end
+
+b.bench = arg[1]
+b.opt = {}
+for i = 2, #arg do
+  local k, v = arg[i]:match "^([%w_]+)=(.*)$"
+  if k then b.opt[k] = tonumber(v) or v end
+end
+function b.num(k, d) return tonumber(b.opt[k]) or d end
+
+io.stdout:setvbuf "line"
+function b.emit(metric, unit, value)
+  io.stdout:write(cjson.encode { metric = metric, unit = unit, value = value }, "\n")
+end
+function b.na(metric, why)
+  io.stdout:write(cjson.encode { metric = metric, na = tostring(why) }, "\n")
+end
+
+function b.rss_bytes()
+  for line in io.lines "/proc/self/status" do
+    local kb = line:match "^VmRSS:%s+(%d+) kB"
+    if kb then return tonumber(kb) * 1024 end
+  end
+end
+
+function b.sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
+function b.setenv(k, v) ffi.C.setenv(k, v, 1) end
+
+return b

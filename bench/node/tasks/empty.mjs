@@ -1,0 +1,2 @@
+// Empty task: returns nothing.
+export default function empty() {}

@@ -1,0 +1,2 @@
+-- Empty task: returns nothing.
+return function() end
