@@ -80,8 +80,10 @@ describe("isolateWorkers", function()
                        minThreads = 1, maxThreads = 1, workerData = log }
     for _ = 1, 3 do pool:run():get() end
     pool:destroy()
-    -- three states served a task; a fourth was ready when the pool ended
-    assert.equal(4, #lines(log))
+    -- three states served a task and closed; a fourth, made for the next
+    -- task, closes with the pool (with teardown if it had loaded the file)
+    local n = #lines(log)
+    assert.truthy(n == 3 or n == 4, n)
   end)
 end)
 

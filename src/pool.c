@@ -496,6 +496,11 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
       continue;
     }
     pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
+    if (w->exited) {  /* it ended just now after all */
+      pthread_mutex_unlock(&p->lock);
+      join_worker(w);
+      continue;
+    }
     detach(p, w);
     pthread_mutex_unlock(&p->lock);
     stuck++;

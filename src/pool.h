@@ -53,6 +53,7 @@ struct lp_worker {
   int sleeping;               /* on the sleepers stack */
   int leaving;                /* out of nlive; the thread is ending */
   int detached;               /* given up on: nobody joins it */
+  int exited;                 /* has posted its EXIT: about to return */
   int retire;                 /* end after the task it runs (recycling) */
   lp_task *task;              /* the task it runs */
   /* read by other threads */

@@ -150,9 +150,12 @@ static int open_state(lp_worker *w, char *err, size_t errlen) {
   w->L = L;
   w->default_ref = LUA_NOREF;
   if (w->pool->cfg.filename || w->pool->cfg.handler.len) {
-    lua_pushcfunction(L, preload);  /* a failure shows again on the task */
-    lua_pushlightuserdata(L, w);
-    lua_pcall(L, 1, 0, 0);
+    if (lp_interrupt_enter(w, NULL)) {  /* its top level may loop: stoppable */
+      lua_pushcfunction(L, preload);  /* a failure shows again on the task */
+      lua_pushlightuserdata(L, w);
+      lua_pcall(L, 1, 0, 0);
+    }
+    lp_interrupt_leave(w);
     lua_settop(L, 0);
   }
   atomic_store_explicit(&w->heap_bytes, heap_size(w), memory_order_relaxed);
@@ -560,6 +563,15 @@ void *lp_worker_main(void *arg) {
   pthread_mutex_unlock(&p->lock);
   close_state(w);
   lp_encoder_free(&w->enc);
+  pthread_mutex_lock(&p->lock);
+  if (w->detached) {  /* given up on while it opened or closed its state */
+    pthread_mutex_unlock(&p->lock);
+    lp_worker_free(w);
+    lp_pool_release(p);
+    return NULL;
+  }
+  w->exited = 1;
   lp_pool_post(p, &w->exit_msg);  /* main may free w from here on */
+  pthread_mutex_unlock(&p->lock);
   return NULL;
 }
