@@ -59,7 +59,7 @@ void lp_interrupt_thread_init(void) {
 
 int lp_interrupt_enter(lp_worker *w, lp_task *t) {
   lua_State *L = w->L;
-  lua_sethook(L, NULL, 0, 0);  /* drop a request that came too late */
+  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);  /* a request come too late */
   lua_pushlightuserdata(L, w);
   lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
   atomic_store(&w->current, t);
@@ -72,7 +72,7 @@ void lp_interrupt_leave(lp_worker *w) {
   atomic_store(&w->running, NULL);
   atomic_compare_exchange_strong(&w->cancel, &t, NULL);
   atomic_store(&w->current, NULL);
-  lua_sethook(w->L, NULL, 0, 0);
+  if (lua_gethook(w->L)) lua_sethook(w->L, NULL, 0, 0);
 }
 
 void lp_interrupt(lp_worker *w) {
