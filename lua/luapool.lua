@@ -521,7 +521,12 @@ function methods.poll(self, timeout)
     error("pool:poll: timeout must be a number of milliseconds", 2)
   end
   local n = after_poll(self)
-  return n + self._core:poll(timeout or 0, self._settle) + after_poll(self)
+  timeout = timeout or 0
+  if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
+    local timer = next_timer(self)
+    if timer and (timeout < 0 or timer < timeout) then timeout = timer end
+  end
+  return n + self._core:poll(timeout, self._settle) + after_poll(self)
 end
 
 -- Blocks in the core until results come, settling them, until done() or

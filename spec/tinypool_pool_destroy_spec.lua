@@ -2,9 +2,10 @@
 -- to the luapool core. Each `it` names the Tinypool test it stands for.
 --
 -- Tinypool destroys the pool while a task runs `while(1){}`. A loop like that, once
--- LuaJIT compiles it, cannot be interrupted (see ANCHORS.md), so the running task here
--- is tp_block, which leaves the trace on every turn; the compiled-loop case needs
--- terminateTimeout and the detaching of stuck threads, and is left pending below.
+-- LuaJIT compiles it, cannot be interrupted (see ANCHORS.md), so most running tasks
+-- here are tp_block, which leaves the trace on every turn; the compiled-loop case
+-- itself runs tp_spin.lua, and destroy must then give up on the worker after
+-- terminateTimeout rather than hang.
 --
 -- "cleans up async resources" checks Node's async_hooks; its place is taken by what
 -- destroy must release in luapool: the workers, further runs, and <close>.
@@ -12,6 +13,7 @@ local luapool = require "luapool"
 
 local EVAL = "spec/fixtures/tp_eval.lua"
 local BLOCK = "spec/fixtures/tp_block.lua"
+local spin = dofile "spec/fixtures/tp_spin_cell.lua"
 
 local function errmsg(e)
   if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
@@ -67,7 +69,7 @@ local function assert_error(e, code, message)
 end
 
 describe("tinypool pool destroy", function()
-  local pools, files
+  local pools, files, spins
 
   local function new_pool(options)
     local pool = luapool.new(options)
@@ -86,12 +88,13 @@ describe("tinypool pool destroy", function()
   end
 
   before_each(function()
-    pools, files = {}, {}
+    pools, files, spins = {}, {}, {}
   end)
 
   after_each(function()
     for _, path in ipairs(files) do touch(path) end
-    for i = #pools, 1, -1 do pools[i]:destroy() end
+    for _, s in ipairs(spins) do s:stop() end
+    for i = #pools, 1, -1 do pcall(pools[i].destroy, pools[i]) end
     for _, path in ipairs(files) do os.remove(path) end
   end)
 
@@ -165,7 +168,57 @@ describe("tinypool pool destroy", function()
   end
 
   -- "destroy after initializing should work (#43)"
-  pending("needs lifecycle issue: destroy straight after run with isolateWorkers = true rejects the task (#43)")
-  -- "can destroy pool while tasks are running", with Tinypool's `while(1){}` as is
-  pending("needs lifecycle issue: destroy while a task spins in a loop LuaJIT compiled (terminateTimeout, stuck thread detached)")
+  it("rejects an isolated task with terminated when destroyed straight after run (#43)", function()
+    local pool = new_pool { filename = BLOCK, isolateWorkers = true }
+    local task = pool:run(block(new_file()))
+    pool:destroy()
+    assert_error(rejection(task), "terminated", "Terminating worker thread")
+    assert.are.equal(0, #pool.threads)
+  end)
+
+  -- "destroy after initializing should work (#43)", once the isolated worker has run
+  -- a task and is busy making the next task's fresh state
+  it("destroys an isolated pool between tasks without waiting or failing (#43)", function()
+    local pool = new_pool { filename = EVAL, isolateWorkers = true, minThreads = 1, maxThreads = 1 }
+    for _ = 1, 3 do assert.are.equal(42, pool:run("return 42"):get()) end
+    local task = pool:run("return 42")
+    pool:destroy()
+    assert.are.equal(0, #pool.threads)
+    -- settled by destroy, one way or the other, without a wait
+    local status = task:status()
+    assert.is_true(status == "fulfilled" or status == "rejected", status)
+    local ok, e = pcall(task.get, task)
+    if ok then
+      assert.are.equal(42, e)
+    else
+      assert_error(e, "terminated", "Terminating worker thread")
+    end
+  end)
+
+  -- "can destroy pool while tasks are running", with Tinypool's `while(1){}` as it is:
+  -- on LuaJIT the loop runs compiled and takes no interrupt (tp_spin.lua), so destroy
+  -- gives up on the worker after terminateTimeout and raises terminate_timeout, but
+  -- never hangs; on PUC Lua the hook stops the loop and destroy returns quietly.
+  it("never hangs when destroyed while a task spins in a loop (terminateTimeout)", function()
+    local s = spin.new(3)
+    spins[#spins + 1] = s
+    local pool = new_pool { filename = spin.FILE, minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
+    local task = pool:run(s.value)
+    s:wait_spinning(task)
+
+    local ok, e = pcall(pool.destroy, pool)
+    if spin.STUCK then
+      assert.is_false(ok, "destroy did not report the worker it could not stop")
+      assert_error(e, "terminate_timeout")
+      assert.is_truthy(tostring(e.message):find("Failed to terminate worker", 1, true), e.message)
+      -- destroy returned while the loop still ran: it did not wait for it
+      assert.is_true(s:still_spinning(), "the compiled loop ended before destroy returned")
+    else
+      assert.is_true(ok, "destroy raised: " .. errmsg(e))
+    end
+    assert_error(rejection(task), "terminated", "Terminating worker thread")
+    assert.are.equal(0, #pool.threads)
+    -- still idempotent, and raises nothing more
+    assert.has_no.errors(function() pool:destroy() end)
+  end)
 end)

@@ -268,13 +268,89 @@ describe("tinypool simple", function()
   end)
 
   -- "isolateWorkers: true"
-  pending("needs lifecycle issue: isolateWorkers = true gives every task a fresh state (counter stays 0)")
-  -- "workerId should never be more than maxThreads=1" / "... more than maxThreads"
-  pending("needs lifecycle issue: with isolateWorkers, workerId never exceeds maxThreads")
+  it("gives every task a fresh Lua state when isolateWorkers is true", function()
+    local pool = new_pool { filename = COUNTER, isolateWorkers = true, minThreads = 1, maxThreads = 1 }
+    assert.are.equal(0, pool:run({}):get())
+    assert.are.equal(0, pool:run({}):get())
+    assert.are.equal(0, pool:run({}):get())
+  end)
+
+  -- "workerId should never be more than maxThreads=1"
+  it("gives workerId 1 to every isolated task when maxThreads = 1", function()
+    local pool = new_pool { filename = ISWORKER, isolateWorkers = true, maxThreads = 1 }
+    local tasks = {}
+    for i = 1, 5 do tasks[i] = pool:run({}) end
+    for i = 1, 5 do
+      local _, _, _, id = tasks[i]:get()
+      assert.are.equal(1, id)
+    end
+  end)
+
+  -- "workerId should never be more than maxThreads", for every maxThreads of 1..4
+  it("keeps the workerIds of isolated tasks within 1..maxThreads", function()
+    for max = 1, 4 do
+      local pool = new_pool { filename = ISWORKER, isolateWorkers = true, minThreads = 0, maxThreads = max }
+      local tasks = {}
+      for i = 1, 8 do tasks[i] = pool:run({}) end
+      for i = 1, 8 do
+        local _, _, _, id = tasks[i]:get()
+        assert.is_true(id >= 1 and id <= max,
+          ("workerId %s with maxThreads = %d"):format(tostring(id), max))
+      end
+      pool:destroy()
+    end
+  end)
+
   -- "worker count should never be below minThreads when using isolateWorkers"
-  pending("needs lifecycle issue: with isolateWorkers, #pool.threads stays at minThreads")
-  -- "workerId should never be duplicated"
-  pending("needs lifecycle issue: with isolateWorkers and many concurrent tasks, workerIds are never duplicated")
+  it("keeps minThreads workers while isolated tasks come and go", function()
+    local min = 4
+    local pool = new_pool { filename = ISWORKER, isolateWorkers = true, minThreads = min }
+    assert.are.equal(min, #pool.threads)
+    for _ = 1, 6 do
+      pool:run({}):get()
+      assert.are.equal(min, #pool.threads)
+    end
+    assert.is_true(pool:wait(60000))
+    assert.are.equal(min, #pool.threads)
+  end)
+
+  -- "workerId should never be duplicated": tasks that are running at the same time
+  -- are on different workers, so their ids differ; done in rounds, with isolated
+  -- states, and with more workers than cores. (Tinypool runs cpus + 4 workers and
+  -- 20 rounds; 3 rounds of blocked tasks show the same here.)
+  it("never gives two isolated tasks that run at once the same workerId", function()
+    local max = luapool.cpus() + 4
+    local pool = new_pool { filename = BLOCK, isolateWorkers = true, minThreads = 1, maxThreads = max }
+    for round = 1, 3 do
+      local release = new_file()
+      local tasks, started = {}, {}
+      for i = 1, max - 2 do
+        started[i] = new_file()
+        tasks[i] = pool:run { started = started[i], release = release, result = i, deadline = os.time() + 30 }
+      end
+      for i = 1, max - 2 do wait_started(tasks[i], started[i]) end
+      touch(release)
+      local seen = {}
+      for i = 1, max - 2 do
+        local result, id = tasks[i]:get()
+        assert.are.equal(i, result)
+        assert.is_true(id >= 1 and id <= max, "workerId out of range: " .. tostring(id))
+        assert.is_nil(seen[id], ("round %d: workerId %d used twice"):format(round, id))
+        seen[id] = true
+      end
+    end
+  end)
+
   -- "isolateWorkers: true with minThreads of 0 should not halt (#42)"
-  pending("needs lifecycle issue: isolateWorkers with minThreads = 0 and maxThreads + 1 tasks does not halt (#42)")
+  it("settles maxThreads + 1 isolated tasks with minThreads = 0 (#42)", function()
+    local max = 6
+    local pool = new_pool { filename = COUNTER, isolateWorkers = true, minThreads = 0, maxThreads = max }
+    local tasks = {}
+    for i = 1, max + 1 do tasks[i] = pool:run({}) end
+    assert.is_true(pool:wait(60000), "the isolated tasks did not settle within 60 s")
+    for i = 1, max + 1 do
+      assert.are.equal("fulfilled", tasks[i]:status())
+      assert.are.equal(0, tasks[i]:get())
+    end
+  end)
 end)

@@ -11,8 +11,10 @@ void *lp_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     h->used -= old;
     return NULL;
   }
-  if (nsize > old && h->enforce && h->limit && h->used + (nsize - old) > h->limit)
+  if (nsize > old && h->enforce && h->limit && h->used + (nsize - old) > h->limit) {
+    h->refused = 1;
     return NULL;  /* Lua raises "not enough memory" */
+  }
   p = realloc(ptr, nsize);
   if (p) h->used = h->used - old + nsize;
   return p;

@@ -9,6 +9,8 @@ typedef struct lp_heap {
   size_t used;
   size_t limit;   /* 0: none */
   int enforce;    /* the cap holds only while a task's own code runs */
+  int refused;    /* an allocation was refused: the task fails even if it
+                  ** caught the error */
 } lp_heap;
 
 /* A lua_Alloc; ud is the state's lp_heap. */

@@ -1,6 +1,8 @@
 /* Lua bindings: the module `luapool.core`, used by lua/luapool.lua. It
 ** gives the main state a pool object that submits encoded tasks and hands
 ** results and worker events back to one Lua callback. */
+#define _GNU_SOURCE  /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -400,6 +402,15 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
+/* A worker the pool gave up on may run on after the Lua state that loaded
+** this module is closed; closing it unloads C modules. So the module pins
+** itself: it stays mapped until the process ends. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_module, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
     {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
@@ -408,6 +419,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
     {"destroy", pool_destroy}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
+  pin_module();
   if (luaL_newmetatable(L, POOL_MT)) {
     lua_pushcfunction(L, pool_destroy);
     lua_setfield(L, -2, "__gc");

@@ -352,10 +352,11 @@ static int run_task(lua_State *L) {
     lua_settop(L, 2);
   }
   lp_decode(L, t->in.data + pos, t->in.len - pos);
+  w->heap.refused = 0;
   w->heap.enforce = 1;
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
   w->heap.enforce = 0;
-  if (status == LUA_ERRMEM) {
+  if (status == LUA_ERRMEM || w->heap.refused) {
     char msg[128];
     snprintf(msg, sizeof msg, "Out of memory: the task's state reached its heap limit of %zu bytes",
              w->heap.limit);
