@@ -19,5 +19,13 @@ run() {  # run LUAVERSION INTERPRETER [VAR=VALUE...]
    LUA_PATH="$tree/share/lua/$ver/?.lua;;" LUA_CPATH="$tree/lib/lua/$ver/?.so;;" \
    "$lua" /usr/bin/busted spec)
 }
+# `luarocks test`: the rockspec's test section, with the 5.4 tree (luarocks
+# runs its configured interpreter, lua5.4, there).
+luarocks_test() {
+  tree="$tmp/5.4"
+  LUA_PATH="$tree/share/lua/5.4/?.lua;;" LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
+    luarocks --lua-version 5.4 --tree "$tree" test luapool-scm-1.rockspec
+}
 run 5.1 luajit LUA_INCDIR=/usr/include/luajit-2.1
 run 5.4 lua5.4
+luarocks_test
