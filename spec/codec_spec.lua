@@ -7,6 +7,7 @@
 -- Must run under LuaJIT and Lua 5.4: 5.1 syntax only; integer subtypes are checked
 -- through math.type where it exists.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 
 local mtype = math.type  -- nil on LuaJIT / 5.1
 
@@ -49,12 +50,7 @@ end
 local function is_neg_zero(x) return x == 0 and 1 / x == -math.huge end
 
 -- Error tables raised by pool:run / task:get; anything else is a failure itself.
-local function catch(f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(luapool.isError(e), "not a luapool error: " .. tostring(e))
-  return e
-end
+local catch = helpers.raised
 
 -- Builds t[k][k]...[k] n levels deep with `leaf` at the bottom.
 local function nest(n, key)

@@ -1,58 +1,17 @@
 -- Isolation, recycling, cancelling, aborts, timeouts, terminateTimeout,
 -- teardown and memory limits.
 local luapool = require "luapool"
-local gate = require "spec.support.gate"
+local helpers = require "spec.support.helpers"
+local touch, lines, rejection = helpers.touch, helpers.lines, helpers.rejection
+-- Waits (polling the pool, never sleeping) until cond() holds.
+local until_true = helpers.poll_until
 
 local STATE = "spec/fixtures/lc_state.lua"
 local jit = rawget(_G, "jit")
 
-local pools, files = {}, {}
-local function new(opts)
-  local p = luapool.new(opts)
-  pools[#pools + 1] = p
-  return p
-end
-local function tmpname()
-  local path = os.tmpname()
-  os.remove(path)
-  files[#files + 1] = path
-  return path
-end
-local function touch(path)
-  assert(io.open(path, "w")):close()
-end
-local function lines(path)
-  local out = {}
-  local f = io.open(path)
-  if f then
-    for l in f:lines() do out[#out + 1] = l end
-    f:close()
-  end
-  return out
-end
-
-after_each(function()
-  for _, f in ipairs(files) do touch(f) end  -- releases any spin_until
-  for _, p in ipairs(pools) do pcall(p.destroy, p) end
-  for _, f in ipairs(files) do os.remove(f) end
-  pools, files = {}, {}
-end)
-
-local function rejection(task)
-  local ok, err = pcall(task.get, task)
-  assert.is_false(ok, "task was fulfilled")
-  assert.is_true(luapool.isError(err))
-  return err
-end
-
--- Waits (polling the pool, never sleeping) until cond() holds.
-local function until_true(pool, cond)
-  local deadline = os.time() + 60
-  while not cond() do
-    assert(os.time() < deadline, "condition not met within 60 s")
-    pool:poll(10)
-  end
-end
+local scope = helpers.scope { quiet_destroy = true }
+after_each(scope.cleanup)  -- creates every tmpname() file first: releases any spin_until
+local new, tmpname = scope.new_pool, scope.new_file
 
 local function running(pool, task)
   until_true(pool, function() return task:status() == "running" end)

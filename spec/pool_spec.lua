@@ -1,41 +1,15 @@
 -- The pool and its tasks, as API.md describes them.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
+local rejection, raised = helpers.rejection, helpers.raised
 
 local ECHO = "spec/fixtures/echo.lua"
 local HANDLERS = "spec/fixtures/handlers.lua"
 
-local pools, gates = {}, {}
-local function new(opts)
-  local p = luapool.new(opts)
-  pools[#pools + 1] = p
-  return p
-end
-local function new_gate(result)
-  local g = gate.new(result)
-  gates[#gates + 1] = g
-  return g
-end
-
-after_each(function()
-  for _, g in ipairs(gates) do gate.release(g) end
-  for _, p in ipairs(pools) do p:destroy() end
-  for _, g in ipairs(gates) do gate.cleanup(g) end
-  pools, gates = {}, {}
-end)
-
-local function rejection(task)
-  local ok, err = pcall(task.get, task)
-  assert.is_false(ok, "task was fulfilled")
-  assert.is_true(luapool.isError(err))
-  return err
-end
-
-local function raised(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "no error raised")
-  return err
-end
+local scope = helpers.scope()
+after_each(scope.cleanup)
+local new, new_gate, gates = scope.new_pool, scope.new_gate, scope.gates
 
 describe("luapool.new", function()
   it("checks the task file at once: a missing file raises load_error naming it", function()

@@ -7,42 +7,14 @@
 -- workerDestroy event instead, and checks that it did not come before idleTimeout.
 -- Tinypool tells the workers apart by threadId; a luapool workerId is a reused slot
 -- number, so the spec counts workerCreate events and the tasks each worker has run.
-local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
-
--- Polls until cond() holds; fails after 60 s.
-local function poll_until(pool, cond, what)
-  local deadline = os.time() + 60
-  while not cond() do
-    pool:poll(10)
-    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
-  end
-end
+local poll_until = helpers.poll_until
 
 describe("tinypool idle timeout", function()
-  local pools, gates
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
-
-  local function new_gate(result)
-    local g = gate.new(result)
-    gates[#gates + 1] = g
-    return g
-  end
-
-  before_each(function()
-    pools, gates = {}, {}
-  end)
-
-  after_each(function()
-    for _, g in ipairs(gates) do gate.release(g) end
-    for i = #pools, 1, -1 do pools[i]:destroy() end
-    for _, g in ipairs(gates) do gate.cleanup(g) end
-  end)
+  local scope = helpers.scope()
+  after_each(scope.cleanup)
+  local new_pool, new_gate = scope.new_pool, scope.new_gate
 
   -- Runs two tasks that are sure to be running at once; returns their workerIds.
   local function run_two_at_once(pool)

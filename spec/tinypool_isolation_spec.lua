@@ -9,8 +9,9 @@
 -- task count of 0 in pool.threads, and the workerDestroy / workerCreate events.
 --
 -- Not ported: the child_process half of each test (runtime = "process" is not built).
-local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
+local poll_until = helpers.poll_until
 
 local COUNTER = "spec/fixtures/tp_counter.lua"
 
@@ -29,29 +30,10 @@ local function run_all(pool)
   return out
 end
 
--- Polls until cond() holds; fails after 60 s.
-local function poll_until(pool, cond, what)
-  local deadline = os.time() + 60
-  while not cond() do
-    pool:poll(10)
-    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
-  end
-end
-
 describe("tinypool isolation", function()
-  local pools, gates
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
-
-  local function new_gate(result)
-    local g = gate.new(result)
-    gates[#gates + 1] = g
-    return g
-  end
+  local scope = helpers.scope()
+  after_each(scope.cleanup)
+  local new_pool, new_gate = scope.new_pool, scope.new_gate
 
   -- Records the pool's workerCreate and workerDestroy events.
   local function watch(pool)
@@ -60,16 +42,6 @@ describe("tinypool isolation", function()
     pool:on("workerDestroy", function(id) log.destroyed[#log.destroyed + 1] = id end)
     return log
   end
-
-  before_each(function()
-    pools, gates = {}, {}
-  end)
-
-  after_each(function()
-    for _, g in ipairs(gates) do gate.release(g) end
-    for i = #pools, 1, -1 do pools[i]:destroy() end
-    for _, g in ipairs(gates) do gate.cleanup(g) end
-  end)
 
   -- "idle workers can be recycled"
   it("replaces every idle worker with a fresh one on recycleWorkers", function()

@@ -10,93 +10,23 @@
 -- "cleans up async resources" checks Node's async_hooks; its place is taken by what
 -- destroy must release in luapool: the workers, further runs, and <close>.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local errmsg, rejection, assert_error = helpers.errmsg, helpers.rejection, helpers.assert_error
+local wait_started = helpers.wait_started
 
 local EVAL = "spec/fixtures/tp_eval.lua"
 local BLOCK = "spec/fixtures/tp_block.lua"
 local spin = dofile "spec/fixtures/tp_spin_cell.lua"
 
-local function errmsg(e)
-  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
-  return tostring(e)
-end
-
-local function tmpname()
-  local path = os.tmpname()
-  os.remove(path)
-  return path
-end
-
-local function touch(path)
-  local f = assert(io.open(path, "w"))
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
-
--- Waits until a tp_block task has created its `started` file, i.e. it is running on
--- a worker. task:wait(1) gives the CPU away between looks and notices a task that
--- settled without ever starting.
-local function wait_started(task, path)
-  local deadline = os.time() + 30
-  while not exists(path) do
-    if task:wait(1) then
-      local ok, e = pcall(task.get, task)
-      error("task settled before it started: " .. (ok and "fulfilled" or errmsg(e)), 2)
-    end
-    if os.time() > deadline then
-      error("no worker started the task within 30 s", 2)
-    end
-  end
-end
-
-local function rejection(task)
-  local ok, e = pcall(task.get, task)
-  assert.is_false(ok, "expected the task to be rejected")
-  return e
-end
-
-local function assert_error(e, code, message)
-  assert.is_true(luapool.isError(e), "not a luapool error: " .. tostring(e))
-  assert.are.equal(code, e.code)
-  if message then assert.are.equal(message, e.message) end
-end
-
 describe("tinypool pool destroy", function()
-  local pools, files, spins
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
-
-  local function new_file()
-    local path = tmpname()
-    files[#files + 1] = path
-    return path
-  end
+  local scope = helpers.scope { quiet_destroy = true }
+  after_each(scope.cleanup)
+  local new_pool, new_file = scope.new_pool, scope.new_file
+  local pools, spins = scope.pools, scope.spins
 
   local function block(release, started)
     return { release = release, started = started, result = "released", deadline = os.time() + 30 }
   end
-
-  before_each(function()
-    pools, files, spins = {}, {}, {}
-  end)
-
-  after_each(function()
-    for _, path in ipairs(files) do touch(path) end
-    for _, s in ipairs(spins) do s:stop() end
-    for i = #pools, 1, -1 do pcall(pools[i].destroy, pools[i]) end
-    for _, path in ipairs(files) do os.remove(path) end
-  end)
 
   -- "can destroy pool while tasks are running"
   it("rejects a running task with terminated when the pool is destroyed", function()

@@ -9,41 +9,16 @@
 --
 -- Not ported: the child_process half of each test (runtime = "process" is not built).
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local rejection, poll_until = helpers.rejection, helpers.poll_until
 
 local LEAK = "spec/fixtures/tp_leak.lua"
 local MiB = 1024 * 1024
 
-local function rejection(task)
-  local ok, e = pcall(task.get, task)
-  assert.is_false(ok, "expected the task to be rejected")
-  return e
-end
-
--- Polls until cond() holds; fails after 60 s.
-local function poll_until(pool, cond, what)
-  local deadline = os.time() + 60
-  while not cond() do
-    pool:poll(10)
-    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
-  end
-end
-
 describe("tinypool resource limits", function()
-  local pools
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
-
-  before_each(function()
-    pools = {}
-  end)
-
-  after_each(function()
-    for i = #pools, 1, -1 do pools[i]:destroy() end
-  end)
+  local scope = helpers.scope()
+  after_each(scope.cleanup)
+  local new_pool = scope.new_pool
 
   -- "resourceLimits causes task to reject"
   it("rejects a task that allocates past resourceLimits.maxHeapBytes with out_of_memory", function()

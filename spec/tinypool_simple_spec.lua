@@ -11,6 +11,8 @@
 --     same as leaving it out, which "filename can be provided while posting" covers;
 --     its place is taken by "a filename given to run() overrides the pool's".
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local errmsg, touch, wait_started = helpers.errmsg, helpers.touch, helpers.wait_started
 
 local EVAL = "spec/fixtures/tp_eval.lua"
 local MULTIPLE = "spec/fixtures/tp_multiple.lua"
@@ -19,72 +21,10 @@ local ISWORKER = "spec/fixtures/tp_isworker.lua"
 local WORKERDATA = "spec/fixtures/tp_workerdata.lua"
 local BLOCK = "spec/fixtures/tp_block.lua"
 
-local function errmsg(e)
-  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
-  return tostring(e)
-end
-
-local function tmpname()
-  local path = os.tmpname()
-  os.remove(path)
-  return path
-end
-
-local function touch(path)
-  local f = assert(io.open(path, "w"))
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
-
--- Waits until a tp_block task has created its `started` file, i.e. it is running on
--- a worker. task:wait(1) gives the CPU away between looks and notices a task that
--- settled without ever starting (then waiting on would be pointless).
-local function wait_started(task, path)
-  local deadline = os.time() + 30
-  while not exists(path) do
-    if task:wait(1) then
-      local ok, e = pcall(task.get, task)
-      error("task settled before it started: " .. (ok and "fulfilled" or errmsg(e)), 2)
-    end
-    if os.time() > deadline then
-      error("no worker started the task within 30 s", 2)
-    end
-  end
-end
-
 describe("tinypool simple", function()
-  local pools, files
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
-
-  local function new_file()
-    local path = tmpname()
-    files[#files + 1] = path
-    return path
-  end
-
-  before_each(function()
-    pools, files = {}, {}
-  end)
-
-  after_each(function()
-    -- Let any blocked task finish first, so nothing can keep a worker busy.
-    for _, path in ipairs(files) do touch(path) end
-    for i = #pools, 1, -1 do pools[i]:destroy() end
-    for _, path in ipairs(files) do os.remove(path) end
-  end)
+  local scope = helpers.scope()
+  after_each(scope.cleanup)  -- lets any blocked task finish first
+  local new_pool, new_file = scope.new_pool, scope.new_file
 
   -- "basic test"
   it("runs a task file in a worker that sees itself as a worker thread", function()

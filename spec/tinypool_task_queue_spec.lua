@@ -13,71 +13,16 @@
 --   "custom task queue works": the taskQueue option and queueOptionsSymbol, which
 --     luapool does not have.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local errmsg, touch, wait_started = helpers.errmsg, helpers.touch, helpers.wait_started
+local rejection, assert_error = helpers.rejection, helpers.assert_error
 
 local BLOCK = "spec/fixtures/tp_block.lua"
 
-local function errmsg(e)
-  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
-  return tostring(e)
-end
-
-local function tmpname()
-  local path = os.tmpname()
-  os.remove(path)
-  return path
-end
-
-local function touch(path)
-  local f = assert(io.open(path, "w"))
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
-
--- Waits until a tp_block task has created its `started` file, i.e. it is running on
--- a worker. task:wait(1) gives the CPU away between looks and notices a task that
--- settled without ever starting.
-local function wait_started(task, path)
-  local deadline = os.time() + 30
-  while not exists(path) do
-    if task:wait(1) then
-      local ok, e = pcall(task.get, task)
-      error("task settled before it started: " .. (ok and "fulfilled" or errmsg(e)), 2)
-    end
-    if os.time() > deadline then
-      error("no worker started the task within 30 s", 2)
-    end
-  end
-end
-
--- The error a task was rejected with; fails if it was fulfilled.
-local function rejection(task)
-  local ok, e = pcall(task.get, task)
-  assert.is_false(ok, "expected the task to be rejected")
-  return e
-end
-
-local function assert_error(e, code, message)
-  assert.is_true(luapool.isError(e), "not a luapool error: " .. tostring(e))
-  assert.are.equal(code, e.code)
-  if message then assert.are.equal(message, e.message) end
-end
-
 describe("tinypool task queue", function()
-  local pool, files
-
-  local function new_file()
-    local path = tmpname()
-    files[#files + 1] = path
-    return path
-  end
+  local pool
+  local scope = helpers.scope()
+  local new_file = scope.new_file
 
   -- A tp_block task value; `started` may be nil.
   local function block(release, started, result)
@@ -85,13 +30,12 @@ describe("tinypool task queue", function()
   end
 
   before_each(function()
-    pool, files = nil, {}
+    pool = nil
   end)
 
   after_each(function()
-    for _, path in ipairs(files) do touch(path) end
-    if pool then pool:destroy() end
-    for _, path in ipairs(files) do os.remove(path) end
+    scope.track(pool)
+    scope.cleanup()
   end)
 
   -- "will put items into a task queue until they can run"

@@ -6,54 +6,27 @@
 -- and also appends a line to a log file, because messages posted while a pool is
 -- destroyed are never delivered, and the file still tells what happened.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local read_lines, poll_until = helpers.lines, helpers.poll_until
 
 local TEARDOWN = "spec/fixtures/tp_teardown.lua"
 
-local function read_lines(path)
-  local lines = {}
-  local f = io.open(path, "r")
-  if not f then return lines end
-  for line in f:lines() do lines[#lines + 1] = line end
-  f:close()
-  return lines
-end
-
--- Polls until cond() holds; fails after 60 s.
-local function poll_until(pool, cond, what)
-  local deadline = os.time() + 60
-  while not cond() do
-    pool:poll(10)
-    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
-  end
-end
-
 describe("tinypool teardown", function()
-  local pools, logs
+  local scope = helpers.scope { quiet_destroy = true }
+  after_each(scope.cleanup)
 
   -- A pool of tp_teardown.lua with the teardown named, its log file, and the
   -- messages the teardown posts.
   local function new_pool(options)
-    local log = os.tmpname()
-    os.remove(log)
-    logs[#logs + 1] = log
+    local log = scope.tmpname()
     options.filename = TEARDOWN
     options.teardown = "namedTeardown"
     options.workerData = { log = log }
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
+    local pool = scope.new_pool(options)
     local messages = {}
     pool:on("message", function(m) messages[#messages + 1] = m end)
     return pool, log, messages
   end
-
-  before_each(function()
-    pools, logs = {}, {}
-  end)
-
-  after_each(function()
-    for i = #pools, 1, -1 do pcall(pools[i].destroy, pools[i]) end
-    for _, log in ipairs(logs) do os.remove(log) end
-  end)
 
   -- "isolated workers call teardown on worker recycle"
   it("calls teardown after every task when isolateWorkers is true", function()

@@ -14,59 +14,26 @@
 -- is turned around (the worker keeps posting messages while the pool goes away), and
 -- "recycling workers while closing pool does not crash" uses isolated threads.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
+local errmsg, rejection = helpers.errmsg, helpers.rejection
+local assert_error, poll_until = helpers.assert_error, helpers.poll_until
 local spin = dofile "spec/fixtures/tp_spin_cell.lua"
 
 local EVAL = "spec/fixtures/tp_eval.lua"
 local COUNTER = "spec/fixtures/tp_counter.lua"
 local CHATTER = "spec/fixtures/tp_chatter.lua"
 
-local function errmsg(e)
-  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
-  return tostring(e)
-end
-
-local function rejection(task)
-  local ok, e = pcall(task.get, task)
-  assert.is_false(ok, "expected the task to be rejected")
-  return e
-end
-
-local function assert_error(e, code, message)
-  assert.is_true(luapool.isError(e), "not a luapool error: " .. tostring(e))
-  assert.are.equal(code, e.code)
-  if message then assert.are.equal(message, e.message) end
-end
-
--- Polls until cond() holds; fails after 60 s.
-local function poll_until(pool, cond, what)
-  local deadline = os.time() + 60
-  while not cond() do
-    pool:poll(10)
-    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
-  end
-end
-
 describe("tinypool termination", function()
-  local pools, spins, files
-
-  local function new_pool(options)
-    local pool = luapool.new(options)
-    pools[#pools + 1] = pool
-    return pool
-  end
+  local scope = helpers.scope { quiet_destroy = true }
+  after_each(scope.cleanup)
+  local new_pool, new_file = scope.new_pool, scope.new_file
+  local spins, files = scope.spins, scope.files
 
   local function new_spin()
     local s = spin.new(3)
     spins[#spins + 1] = s
     return s
-  end
-
-  local function new_file()
-    local path = os.tmpname()
-    os.remove(path)
-    files[#files + 1] = path
-    return path
   end
 
   -- Records the pool's error, workerCreate and workerDestroy events.
@@ -77,20 +44,6 @@ describe("tinypool termination", function()
     pool:on("workerDestroy", function(id) log.destroyed[#log.destroyed + 1] = id end)
     return log
   end
-
-  before_each(function()
-    pools, spins, files = {}, {}, {}
-  end)
-
-  after_each(function()
-    for _, s in ipairs(spins) do s:stop() end
-    for _, path in ipairs(files) do
-      local f = io.open(path, "w")
-      if f then f:close() end
-    end
-    for i = #pools, 1, -1 do pcall(pools[i].destroy, pools[i]) end
-    for _, path in ipairs(files) do os.remove(path) end
-  end)
 
   -- "termination timeout throws when worker does not terminate in time"
   it("gives up on a worker that does not stop within terminateTimeout, and replaces it", function()

@@ -8,31 +8,17 @@
 --     the handler; a luapool worker runs nothing but the handler.
 --   "using parentPort is treated as an error": Node's worker_threads parentPort.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local errmsg, rejection, assert_error = helpers.errmsg, helpers.rejection, helpers.assert_error
 
 local EVAL = "spec/fixtures/tp_eval.lua"
 local MULTIPLE = "spec/fixtures/tp_multiple.lua"
-
-local function errmsg(e)
-  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
-  return tostring(e)
-end
-
-local function rejection(task)
-  local ok, e = pcall(task.get, task)
-  assert.is_false(ok, "expected the task to be rejected")
-  return e
-end
 
 -- The error of a run that fails, whether run() raises it or the task is rejected.
 local function run_error(pool, value, options)
   local ok, task_or_error = pcall(pool.run, pool, value, options)
   if not ok then return task_or_error end
   return rejection(task_or_error)
-end
-
-local function assert_error(e, code)
-  assert.is_true(luapool.isError(e), "not a luapool error: " .. tostring(e))
-  assert.are.equal(code, e.code)
 end
 
 local function ends_with(s, suffix)
