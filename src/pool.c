@@ -6,6 +6,7 @@
 ** on a condition variable of their own, so a busy pool passes tasks without
 ** system calls. Results come back on a lock-free stack that the main thread
 ** empties whole: one wake-up per batch, not per task. */
+#define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -30,6 +31,21 @@ static void deadline_after(struct timespec *ts, double ms) {
   ts->tv_sec += (time_t)(ms / 1000);
   ts->tv_nsec += (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6);
   if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
+}
+
+/* The queue's lock is held for a few instructions at a time: waiters spin a
+** little before they sleep, where the system offers that. */
+static int lp_mutex_init(pthread_mutex_t *m) {
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+  pthread_mutexattr_t a;
+  int r;
+  if (pthread_mutexattr_init(&a)) return -1;
+  r = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP) || pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return r ? -1 : 0;
+#else
+  return pthread_mutex_init(m, NULL) ? -1 : 0;
+#endif
 }
 
 int lp_cond_init(pthread_cond_t *c) {
@@ -212,7 +228,7 @@ int lp_pool_init(lp_pool *p) {
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;
-  if (pthread_mutex_init(&p->lock, NULL)) return -1;
+  if (lp_mutex_init(&p->lock)) return -1;
   if (pthread_mutex_init(&p->done_lock, NULL)) {
     pthread_mutex_destroy(&p->lock);
     return -1;
