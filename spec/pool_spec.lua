@@ -264,6 +264,24 @@ describe("the queue", function()
     assert.equal(100000 * 100001 / 2, sum)
     assert.equal(100000, pool.completed)
   end)
+
+  it("carries a large value both ways and leaves the collector running", function()
+    local pool = new { filename = ECHO, minThreads = 1, maxThreads = 1 }
+    local list = {}
+    for i = 1, 20000 do list[i] = { id = i, name = "item" .. i } end
+    local back = pool:run(list):get()  -- large enough to decode with the GC paused
+    assert.equal(20000, #back)
+    assert.equal("item20000", back[20000].name)
+    if _VERSION ~= "Lua 5.1" or rawget(_G, "jit") then
+      assert.is_true(collectgarbage("isrunning"))
+    end
+    -- and the worker's collector too: it still frees what tasks leave behind
+    local running = pool:run(nil, { handler = function()
+      if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then return nil end  -- no "isrunning"
+      return collectgarbage("isrunning")
+    end }):get()
+    if running ~= nil then assert.is_true(running) end
+  end)
 end)
 
 describe("workers", function()
