@@ -175,7 +175,7 @@ end
 
 function Task:get()
   if not self._state then self._pool:_await(self) end
-  if self._state == "fulfilled" then return unpack(self._res, 1, self._n) end
+  if self._state == "fulfilled" then return self:_values() end
   error(self._err, 2)
 end
 
@@ -190,22 +190,37 @@ function Task:onDone(fn)
     local later = self._pool._later
     later[#later + 1] = function() self:_call(fn) end
   else
-    local cbs = self._cbs
-    if not cbs then self._cbs = { fn } else cbs[#cbs + 1] = fn end
+    local cb = self._cb  -- one callback needs no list
+    if not cb then self._cb = fn
+    elseif type(cb) == "table" then cb[#cb + 1] = fn
+    else self._cb = { cb, fn } end
   end
   return self
 end
 
+-- The handler's values: _n of them, packed in _res as the core hands them
+-- over (nil for none, the value itself for one, a table for more).
+function Task:_values()
+  local n = self._n
+  if n == 1 then return self._res end
+  if n == 0 then return end
+  return unpack(self._res, 1, n)
+end
+
 function Task:_call(fn)
-  if self._state == "fulfilled" then fn(true, unpack(self._res, 1, self._n))
+  if self._state == "fulfilled" then fn(true, self:_values())
   else fn(false, self._err) end
 end
 
 function Task:_fire()
-  local cbs = self._cbs
-  if cbs then
-    self._cbs = nil
-    for i = 1, #cbs do self:_call(cbs[i]) end
+  local cb = self._cb
+  if cb then
+    self._cb = nil
+    if type(cb) == "table" then
+      for i = 1, #cb do self:_call(cb[i]) end
+    else
+      self:_call(cb)
+    end
   end
 end
 
@@ -347,7 +362,7 @@ local function make_settle(self)
       task._err = new_error(code, message, value, traceback, workerId)
       task._state = "rejected"
     end
-    if task._cbs then task:_fire() end
+    if task._cb then task:_fire() end
   end
 end
 
@@ -507,7 +522,7 @@ function methods._settle_error(self, task, err)
   forget(self, task)
   task._err = err
   task._state = "rejected"
-  if task._cbs then
+  if task._cb then
     local later = self._later
     later[#later + 1] = function() task:_fire() end
   end
@@ -585,7 +600,7 @@ function methods.map(self, list, opts)
     local t = tasks[i]
     if not t._state then self:_await(t) end
     if t._state == "rejected" then error(t._err, 2) end
-    out[i] = t._res[1]
+    out[i] = (t:_values())
   end
   return out
 end

@@ -212,14 +212,32 @@ static int pool_status(lua_State *L) {
 
 /* ---- results and events ------------------------------------------------ */
 
-/* decode(data, len, astable) -> the values, or their count and a table */
+#define SMALL_RESULT 256  /* bytes: decoded on the stack, not into a table */
+
+/* decode(data, len, packed) -> the values; packed: their count n and one
+** value: nil (n = 0), the value itself (n = 1), or a table of them. */
 static int decode(lua_State *L) {
   const char *data = (const char *)lua_touserdata(L, 1);
   size_t len = (size_t)lua_tonumber(L, 2);
-  int astable = lua_toboolean(L, 3), n;
+  int packed = lua_toboolean(L, 3), n, i;
   lua_settop(L, 0);
-  if (!astable) return lp_decode(L, data, len);
-  n = lp_decode_table(L, data, len);
+  if (!packed) return lp_decode(L, data, len);
+  if (len > SMALL_RESULT) {  /* any number of values, a few stack slots */
+    n = lp_decode_table(L, data, len);
+    if (n == 1) {
+      lua_rawgeti(L, 1, 1);
+      lua_replace(L, 1);
+    }
+  } else {
+    n = lp_decode(L, data, len);
+    if (n > 1) {
+      lua_createtable(L, n, 0);
+      lua_insert(L, 1);
+      for (i = n; i >= 1; i--) lua_rawseti(L, 1, i);
+    } else if (n == 0) {
+      lua_pushnil(L);
+    }
+  }
   lua_pushinteger(L, n);
   lua_insert(L, 1);
   return 2;
@@ -239,7 +257,7 @@ static int push_decoded(lua_State *L, const lp_buf *b, int astable) {
 }
 
 /* Pushes the callback's arguments for m and frees m; returns their count:
-** callback(task, true, workerId, n, results) or
+** callback(task, true, workerId, n, v) (v: nil, the one value, or a table) or
 ** callback(task, false, workerId, code, message, value, traceback) or
 ** callback(event, nil, workerId, ...). */
 static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
