@@ -184,17 +184,15 @@ function Task:cancel()
   return self._pool:_abort(self, "cancelled", "The task has been cancelled", "aborted", ABORTED)
 end
 
+-- Callbacks wait in the task (one needs no list) until it settles; then the
+-- pool's queue of due tasks runs them, inside poll, wait, get or map.
 function Task:onDone(fn)
   if type(fn) ~= "function" then error("task:onDone: expects a function", 2) end
-  if self._state then
-    local later = self._pool._later
-    later[#later + 1] = function() self:_call(fn) end
-  else
-    local cb = self._cb  -- one callback needs no list
-    if not cb then self._cb = fn
-    elseif type(cb) == "table" then cb[#cb + 1] = fn
-    else self._cb = { cb, fn } end
-  end
+  local cb = self._cb
+  if not cb then self._cb = fn
+  elseif type(cb) == "table" then cb[#cb + 1] = fn
+  else self._cb = { cb, fn } end
+  if self._state and not cb then self._pool:_due(self) end
   return self
 end
 
@@ -212,16 +210,16 @@ function Task:_call(fn)
   else fn(false, self._err) end
 end
 
-function Task:_fire()
+-- The next callback to run, taken off the task; nil when none is left.
+function Task:_next_callback()
   local cb = self._cb
-  if cb then
+  if type(cb) ~= "table" then
     self._cb = nil
-    if type(cb) == "table" then
-      for i = 1, #cb do self:_call(cb[i]) end
-    else
-      self:_call(cb)
-    end
+    return cb
   end
+  local fn = table.remove(cb, 1)
+  if #cb == 0 then self._cb = nil end
+  return fn
 end
 
 Task.__tostring = function(t) return "luapool.Task (" .. t:status() .. ")" end
@@ -267,30 +265,45 @@ end
 -- Timeouts that passed abort their tasks; workers that were interrupted and
 -- did not stop within terminateTimeout are given up on: detached, reported
 -- through "error", and replaced.
-local function run_timers(self)
-  local t = now()
-  if self._ntimed > 0 then
-    for task, deadline in pairs(self._timed) do
-      if t >= deadline and not task._state then
-        self:_abort(task, "timeout", TIMED_OUT, "timeout", TIMED_OUT)
-      end
+-- What is due in a map of deadlines, collected before anything acts on it
+-- (acting may change the map, or destroy the pool).
+local function due(map, t)
+  local list
+  for k, deadline in pairs(map) do
+    if t >= deadline then
+      list = list or {}
+      list[#list + 1] = k
     end
   end
-  if self._nstopping > 0 then
-    for p, deadline in pairs(self._stopping) do
-      if t >= deadline then
+  return list
+end
+
+local function run_timers(self)
+  local t = now()
+  local timed = self._ntimed > 0 and due(self._timed, t)
+  if timed then
+    for _, task in ipairs(timed) do
+      if not self._core then return end
+      self:_abort(task, "timeout", TIMED_OUT, "timeout", TIMED_OUT)
+    end
+  end
+  local stuck = self._nstopping > 0 and due(self._stopping, t)
+  if stuck then
+    for _, p in ipairs(stuck) do
+      if not self._core then return end
+      if self._stopping[p] then
         self._stopping[p] = nil
         self._nstopping = self._nstopping - 1
         local id = self._core:abandon(p)
         if id then
           local ms = self._opts.terminateTimeout or DEFAULT_TERMINATE_MS
+          self._exits = self._exits + 1
+          self._core:maintain()
           emit(self, "error", new_error("terminate_timeout", ("Failed to terminate worker %d " ..
             "within %g ms: it runs code that takes no interrupt (a loop LuaJIT compiled, " ..
             "or a blocking C call); its thread is detached and left running"):format(id, ms),
             nil, nil, id))
-          self._exits = self._exits + 1
           emit(self, "workerDestroy", id)
-          self._core:maintain()
         end
       end
     end
@@ -305,16 +318,32 @@ local function next_timer(self)
   return first and math.max(0, first - now())
 end
 
--- Settles every pending task and fires callbacks queued by onDone on tasks
--- already settled, then "drain" if nothing is left.
+-- Runs the callbacks of settled tasks, one at a time from a queue kept on
+-- the pool: if one raises, the error goes to the caller and the rest stay
+-- queued for the next poll. Returns how many tasks it finished.
+local function run_due(self)
+  local q, n = self._dueq, 0
+  while self._dhead <= self._dtail do
+    local i = self._dhead
+    local task = q[i]
+    local fn = task:_next_callback()
+    if fn then
+      task:_call(fn)
+    else
+      q[i] = nil
+      self._dhead = i + 1
+      n = n + 1
+    end
+  end
+  self._dhead, self._dtail = 1, 0
+  return n
+end
+
+-- After settling: timers, due callbacks, then "drain" if nothing is left.
 local function after_poll(self)
   if self._ntimed + self._nstopping > 0 and self._core then run_timers(self) end
-  local later = self._later
-  local n = #later
-  if n > 0 then
-    self._later = {}
-    for i = 1, n do later[i]() end
-  end
+  local n = 0
+  if self._dhead <= self._dtail then n = run_due(self) end
   if self._npending == 0 and not self._drained then
     self._drained = true
     emit(self, "drain")
@@ -362,7 +391,7 @@ local function make_settle(self)
       task._err = new_error(code, message, value, traceback, workerId)
       task._state = "rejected"
     end
-    if task._cb then task:_fire() end
+    if task._cb then self:_due(task) end
   end
 end
 
@@ -390,7 +419,8 @@ function luapool.new(options)
   local c, code, msg = core.new(cfg)
   if not c then raise(code, msg) end
   local self = {
-    _core = c, _pending = {}, _npending = 0, _completed = 0, _later = {},
+    _core = c, _pending = {}, _npending = 0, _completed = 0,
+    _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks whose callbacks are due
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
@@ -518,14 +548,17 @@ function methods._abort(self, task, qcode, qmsg, rcode, rmsg)
   return true
 end
 
+function methods._due(self, task)
+  local t = self._dtail + 1
+  self._dtail = t
+  self._dueq[t] = task
+end
+
 function methods._settle_error(self, task, err)
   forget(self, task)
   task._err = err
   task._state = "rejected"
-  if task._cb then
-    local later = self._later
-    later[#later + 1] = function() task:_fire() end
-  end
+  if task._cb then self:_due(task) end
 end
 
 -- timeout (ms, an addition to the contract): wait that long at most for
@@ -536,12 +569,14 @@ function methods.poll(self, timeout)
     error("pool:poll: timeout must be a number of milliseconds", 2)
   end
   local n = after_poll(self)
+  if not self._core then return n end  -- a callback destroyed the pool
   timeout = timeout or 0
   if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
     local timer = next_timer(self)
     if timer and (timeout < 0 or timer < timeout) then timeout = timer end
   end
-  return n + self._core:poll(timeout, self._settle) + after_poll(self)
+  n = n + self._core:poll(timeout, self._settle)
+  return n + after_poll(self)
 end
 
 -- Blocks in the core until results come, settling them, until done() or
@@ -642,10 +677,11 @@ function methods.recycleWorkers(self, opts)
     end
   end
   if self._closed then raise("destroyed", "The pool is destroyed") end
-  local target = self._exits + #self._core:threads()
-  self._core:retire()
+  self:poll()  -- take in exits that happened before: they do not count
+  if not self._core then raise("destroyed", "The pool is destroyed") end
+  local target = self._exits + self._core:retire()
   block_until(self, function() return self._exits >= target end)
-  self._core:maintain()
+  if self._core then self._core:maintain() end
 end
 
 function methods.close(self)
@@ -676,7 +712,17 @@ function methods.pollfd(self)
   return self._core:pollfd()
 end
 function methods.events() return "r" end
-function methods.timeout() return nil end
+-- For event loops (cqueues' pollable protocol): seconds until the pool needs
+-- poll() without its fd becoming readable (a timer, callbacks left over when
+-- one raised), or nil when only the fd matters.
+function methods.timeout(self)
+  if self._dhead <= self._dtail or (self._core and self._core:backlog()) then return 0 end
+  if self._ntimed + self._nstopping > 0 then
+    local t = next_timer(self)
+    return t and t / 1000
+  end
+  return nil
+end
 
 function fields.queueSize(self) return self._core and self._core:queueSize() or 0 end
 function fields.completed(self) return self._completed end

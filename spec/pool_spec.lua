@@ -472,20 +472,34 @@ describe("pool methods", function()
     local t = pool:run(42)
     local wakes, settled, expired = 0, false, false
     t:onDone(function() settled = true end)
+    -- then many tasks, up to 256 in flight, refilled from the fd's callback:
+    -- the fd must never go quiet while results wait
+    local total, done, sent = 20000, 0, 0
+    local function refill()
+      if not settled then return end
+      while sent < total and sent - done < 256 do
+        sent = sent + 1
+        pool:run(sent):onDone(function() done = done + 1 end)
+      end
+    end
     local poll = uv.new_poll(fd)
     poll:start("r", function()
       wakes = wakes + 1
       pool:poll()
+      refill()
     end)
     local timer = uv.new_timer()
     timer:start(60000, 0, function() expired = true end)
     while not settled and not expired do uv.run("once") end
+    refill()
+    while done < total and not expired do uv.run("once") end
     timer:close()
     poll:close()
-    uv.run("nowait")
+    uv.run()  -- until the closed handles are gone (their close callbacks ran)
     assert.is_true(settled)
     assert.truthy(wakes >= 1)
     assert.equal(42, t:get())
+    assert.equal(total, done)
   end)
 
   it("reports queueSize, completed, duration, threads and time statistics", function()

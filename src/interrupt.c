@@ -23,7 +23,7 @@ void lp_interrupt_hook(lua_State *L, lua_Debug *ar) {
   lua_pop(L, 1);
   if (w && !should_stop(w)) {  /* a stale request: carry on */
     lua_sethook(L, NULL, 0, 0);
-    return;
+    if (!should_stop(w)) return;  /* unless a real one came meanwhile */
   }
   if (w && w->exiting) luaL_error(L, "luapool: worker exited");
   luaL_error(L, "luapool: task interrupted");

@@ -198,9 +198,16 @@ static int pool_abandon(lua_State *L) {
   return 1;
 }
 
+/* pool:retire() -> how many workers will end after their task */
 static int pool_retire(lua_State *L) {
-  lp_pool_retire_all(check_pool(L));
-  return 0;
+  lua_pushinteger(L, lp_pool_retire_all(check_pool(L)));
+  return 1;
+}
+
+/* pool:backlog() -> true when a batch was left half done (a callback raised) */
+static int pool_backlog(lua_State *L) {
+  lua_pushboolean(L, check_pool(L)->backlog != NULL);
+  return 1;
 }
 
 static int pool_status(lua_State *L) {
@@ -326,10 +333,12 @@ static int pool_poll(lua_State *L) {
     lp_msg *m = p->backlog;
     int exited = m->kind == LP_MSG_EXIT;
     p->backlog = m->next;
+    int nargs;
     if (m->kind == LP_MSG_TASK) p->completed++;
-    lua_call(L, push_msg(L, p, m), 0);
+    nargs = push_msg(L, p, m);
+    if (exited) lp_pool_maintain(p);  /* before a callback that may raise */
+    lua_call(L, nargs, 0);
     count++;
-    if (exited && b->p) lp_pool_maintain(p);
   }
   lua_pushinteger(L, count);
   return 1;
@@ -347,9 +356,8 @@ static int pool_queue_size(lua_State *L) {
 static int pool_threads(lua_State *L) {
   typedef struct { int id, busy; lua_Integer tasks, heap; } row;
   lp_pool *p = check_pool(L);
-  row *rows = malloc((size_t)p->cfg.max_threads * sizeof *rows);
+  row *rows = (row *)lua_newuserdata(L, (size_t)p->cfg.max_threads * sizeof *rows);
   int i, n = 0;
-  if (!rows) return luaL_error(L, "luapool: out of memory");
   pthread_mutex_lock(&p->lock);  /* copy, then build tables unlocked */
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
@@ -374,7 +382,6 @@ static int pool_threads(lua_State *L) {
     lua_setfield(L, -2, "heapBytes");
     lua_rawseti(L, -2, i + 1);
   }
-  free(rows);
   return 1;
 }
 
@@ -433,6 +440,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
     {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
+    {"backlog", pool_backlog},
     {"queueSize", pool_queue_size},
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
     {"destroy", pool_destroy}, {NULL, NULL}};

@@ -17,6 +17,7 @@
 #include "pool.h"
 
 #define MAIN_SPIN_NS 50000
+#define IDLE_GRACE_MS 1000
 #define FREE_TASKS_MAX 256
 #define FREE_BUF_MAX 65536
 
@@ -59,6 +60,7 @@ int lp_cond_init(pthread_cond_t *c) {
 
 int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms) {
   struct timespec ts;
+  if (ms >= LP_FOREVER_MS) return pthread_cond_wait(c, m);
   deadline_after(&ts, ms);
   return pthread_cond_timedwait(c, m, &ts);
 }
@@ -131,32 +133,17 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
   }
 }
 
-/* A slot for a new worker: a free one, or one whose worker is leaving (its
-** thread is ending: join it now; its EXIT message frees it later). */
-static int free_slot(lp_pool *p) {
-  int i;
-  for (i = 0; i < p->cfg.max_threads; i++)
-    if (!p->slots[i].w) return i;
-  for (i = 0; i < p->cfg.max_threads; i++) {
-    lp_worker *w = p->slots[i].w;
-    int leaving;
-    pthread_mutex_lock(&p->lock);
-    leaving = w->leaving && !w->detached;
-    pthread_mutex_unlock(&p->lock);
-    if (leaving) {
-      join_worker(w);
-      p->slots[i].w = NULL;
-      return i;
-    }
-  }
-  return -1;
-}
-
-/* Starts a worker; the caller has counted it in nlive and idle already. */
+/* Starts a worker in a free slot; the caller has counted it in nlive and
+** idle already. Returns 0, -1 when memory or threads ran out, or 1 when no
+** slot is free yet: a leaving worker holds it until the main thread has
+** its EXIT, which starts the workers then needed (never wait for a thread
+** here: it may be running a teardown). */
 static int start_worker(lp_pool *p) {
-  int slot = free_slot(p);
+  int slot;
   lp_worker *w;
-  if (slot < 0 || !(w = calloc(1, sizeof *w))) return -1;
+  for (slot = 0; slot < p->cfg.max_threads && p->slots[slot].w; slot++) {}
+  if (slot == p->cfg.max_threads) return 1;
+  if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
@@ -178,15 +165,19 @@ static int start_worker(lp_pool *p) {
   return 0;
 }
 
-/* Starts n workers reserved in nlive and idle; gives back those that fail. */
+/* Starts n workers reserved in nlive and idle, and gives back those that
+** did not start. Returns how many failed for lack of memory or threads. */
 static int start_workers(lp_pool *p, int n) {
-  int failed = 0;
-  while (n-- > 0)
-    if (start_worker(p)) failed++;
-  if (failed) {
+  int unstarted = 0, failed = 0, r;
+  while (n-- > 0) {
+    if ((r = start_worker(p)) == 0) continue;
+    unstarted++;
+    if (r < 0) failed++;
+  }
+  if (unstarted) {
     pthread_mutex_lock(&p->lock);
-    p->nlive -= failed;
-    p->idle -= failed;
+    p->nlive -= unstarted;
+    p->idle -= unstarted;
     pthread_mutex_unlock(&p->lock);
   }
   return failed;
@@ -277,13 +268,12 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     return LP_ESTOPPED;
   }
   q = atomic_load_explicit(&p->queued, memory_order_relaxed);
+  if (t->target >= 0 && (!p->slots[t->target].w || p->slots[t->target].w->leaving ||
+                         p->slots[t->target].w->retire))
+    t->target = -1;  /* that worker is going: anyone's, as its mailbox will be */
   if (t->target >= 0) {
     lp_slot *sl = &p->slots[t->target];
     lp_worker *w = sl->w;
-    if (!w || w->leaving) {
-      pthread_mutex_unlock(&p->lock);
-      return LP_ESPAWN;
-    }
     if (sl->mine_tail) sl->mine_tail->next = t; else sl->mine = t;
     sl->mine_tail = t;
     atomic_fetch_add(&sl->nmine, 1);
@@ -298,7 +288,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     if (p->tail) p->tail->next = t; else p->head = t;
     p->tail = t;
     atomic_store_explicit(&p->queued, ++q, memory_order_relaxed);
-    if (p->nsleepers > 0 && q > (size_t)(p->idle - p->nsleepers)) {
+    if (p->nsleepers > 0 && q > (size_t)p->nspinning) {
       wake = p->sleepers[--p->nsleepers];
       wake->sleeping = 0;
     }
@@ -353,6 +343,31 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   return r;
 }
 
+void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
+  lp_slot *sl = &p->slots[slot];
+  lp_task *t = sl->mine, *last = NULL;
+  size_t n = 0;
+  if (!t) return;
+  for (; t; t = t->next) {  /* they become anyone's, at the queue's head */
+    t->target = -1;
+    t->prev = last;
+    last = t;
+    n++;
+  }
+  last->next = p->head;
+  if (p->head) p->head->prev = last; else p->tail = last;
+  p->head = sl->mine;
+  sl->mine = sl->mine_tail = NULL;
+  atomic_store(&sl->nmine, 0);
+  atomic_store_explicit(&p->queued, atomic_load_explicit(&p->queued, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+  if (p->nsleepers > 0) {
+    lp_worker *w = p->sleepers[--p->nsleepers];
+    w->sleeping = 0;
+    pthread_cond_signal(&w->wake);
+  }
+}
+
 /* Lock held. The worker will free itself; the pool lives until it has. */
 static void detach(lp_pool *p, lp_worker *w) {
   w->detached = 1;
@@ -363,6 +378,7 @@ static void detach(lp_pool *p, lp_worker *w) {
   }
   if (w->sleeping) sleeper_remove(p, w);
   p->slots[w->slot].w = NULL;
+  lp_pool_requeue_mailbox(p, w->slot);
   atomic_fetch_add(&p->refs, 1);
   pthread_detach(w->thread);
 }
@@ -379,19 +395,21 @@ int lp_pool_abandon(lp_pool *p, lp_task *t) {
   return id;
 }
 
-void lp_pool_retire_all(lp_pool *p) {
-  int i;
+int lp_pool_retire_all(lp_pool *p) {
+  int i, n = 0;
   pthread_mutex_lock(&p->lock);
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
-    if (!w || w->leaving) continue;
+    if (!w || w->leaving || w->retire) continue;
     w->retire = 1;
+    n++;
     if (w->sleeping) {
       sleeper_remove(p, w);
       pthread_cond_signal(&w->wake);
     }
   }
   pthread_mutex_unlock(&p->lock);
+  return n;
 }
 
 /* ---- completions ------------------------------------------------------- */
@@ -427,10 +445,11 @@ static lp_msg *take_all(lp_pool *p) {
 
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   uint64_t start;
-  if (p->pipe_r >= 0) {
+  if (timeout_ms >= LP_FOREVER_MS) timeout_ms = -1;
+  if (p->pipe_r >= 0) {  /* drain, then re-arm: a post after this writes */
     char sink[64];
-    atomic_store(&p->fd_armed, 0);
     while (read(p->pipe_r, sink, sizeof sink) > 0) {}
+    atomic_store(&p->fd_armed, 0);
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
@@ -491,7 +510,7 @@ static void free_msgs(lp_pool *p, lp_msg *m) {
 
 int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
   int i, stuck = 0;
-  uint64_t deadline;
+  uint64_t deadline, idle_deadline;
   if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
@@ -500,14 +519,23 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    if (w->task) lp_interrupt(w);
+    lp_interrupt(w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
+  if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
+  /* An idle worker is not stuck: it closes its state (and runs teardown)
+  ** on its way out; it gets at least IDLE_GRACE_MS for that. */
   deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+  idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
+                                                                          : IDLE_GRACE_MS) * 1e6);
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
+    int busy;
     if (!w || w->joined) continue;
-    if (terminate_ms < 0 || lp_join_until(w->thread, deadline) == 0) {
+    pthread_mutex_lock(&p->lock);
+    busy = w->task != NULL;
+    pthread_mutex_unlock(&p->lock);
+    if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
       continue;
     }

@@ -106,6 +106,7 @@ struct lp_pool {
   atomic_size_t queued;       /* written under lock, read by spinners */
   int idle;                   /* live workers not running a task */
   int nlive;                  /* threads started, not yet leaving */
+  int nspinning;              /* idle workers spinning, not asleep */
   int nsleepers;
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
@@ -127,6 +128,8 @@ struct lp_pool {
   uint64_t created_ns, completed;
   lp_stats run_time, wait_time;
 };
+
+#define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
 
 uint64_t lp_now_ns(void);
 int lp_cond_init(pthread_cond_t *c);  /* on the monotonic clock */
@@ -152,8 +155,11 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only);
 /* Gives up on the worker still running t: it is detached, its slot freed.
 ** Returns its workerId, or 0 when no worker runs t any more. */
 int lp_pool_abandon(lp_pool *p, lp_task *t);
-/* Every live worker ends after its task (idle ones at once). */
-void lp_pool_retire_all(lp_pool *p);
+/* Every live worker ends after its task (idle ones at once); returns how
+** many were marked. */
+int lp_pool_retire_all(lp_pool *p);
+/* A leaving worker's mailbox goes to the head of the queue. Lock held. */
+void lp_pool_requeue_mailbox(lp_pool *p, int slot);
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms);  /* FIFO batch */
 void lp_msg_free(lp_pool *p, lp_msg *m);      /* joins and frees on EXIT */
 void lp_pool_maintain(lp_pool *p);            /* start workers as needed */

@@ -30,8 +30,12 @@ static int worker_exit(lua_State *L) {
     w->exit_code = lua_isnoneornil(L, 1) || lua_toboolean(L, 1) ? 0 : 1;
   else
     w->exit_code = (int)luaL_checknumber(L, 1);
-  /* Should a pcall catch the error, the hook raises it again at once. */
+  /* Should a pcall catch the error, the hook raises it again at once; in
+  ** the worker's main coroutine too, when this one is another (PUC Lua
+  ** keeps a hook per coroutine). */
   lua_sethook(L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (L != w->L)
+    lua_sethook(w->L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   return luaL_error(L, "luapool: worker exited");
 }
 
@@ -41,6 +45,7 @@ static int worker_post_message(lua_State *L) {
   if (!m) return luaL_error(L, "postMessage: out of memory");
   if (lp_encode(&w->enc, L, &m->body, 1, 1, "message")) {
     lua_pushstring(L, w->enc.err);
+    lp_buf_free(&m->body);
     free(m);
     return lua_error(L);
   }
@@ -510,6 +515,8 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   w->task = NULL;
+  atomic_store(&w->cancel, NULL);  /* a stop that came as the task ended */
+  atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
     lp_pool_post(p, &t->msg);
     pthread_mutex_unlock(&p->lock);
@@ -550,9 +557,11 @@ void *lp_worker_main(void *arg) {
       if (r) break;
       continue;
     }
+    p->nspinning++;
     pthread_mutex_unlock(&p->lock);
     spin(p, w);
     pthread_mutex_lock(&p->lock);
+    p->nspinning--;
     if (has_work(p, w) || w->retire) continue;
     if (sleep_until_work(p, w)) break;
   }
@@ -560,6 +569,7 @@ void *lp_worker_main(void *arg) {
     w->leaving = 1;
     p->idle--;
     p->nlive--;
+    lp_pool_requeue_mailbox(p, w->slot);  /* runAll tasks it will not run */
   }
   pthread_mutex_unlock(&p->lock);
   close_state(w);
