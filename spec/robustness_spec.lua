@@ -80,6 +80,33 @@ describe("robustness", function()
     assert.equal("terminated", rejection(t).code)
   end)
 
+  it("stops code running inside a coroutine the task resumed", function()
+    local pool = new { handler = function(how)
+      local f = function() while true do io.open("/nonexistent/luapool") end end
+      if how == "wrap" then coroutine.wrap(f)() else coroutine.resume(coroutine.create(f)) end
+    end, minThreads = 1, maxThreads = 1, terminateTimeout = 60000 }
+    local errors = {}
+    pool:on("error", function(e) errors[#errors + 1] = e end)
+    for _, how in ipairs({ "wrap", "resume" }) do
+      local t = pool:run(how)
+      poll_until(pool, function() return t:status() == "running" end)
+      assert.is_true(t:cancel())
+      assert.equal("aborted", rejection(t).code)
+      assert.is_true(pool:wait(60000))
+    end
+    assert.same({}, errors)  -- interrupted, never given up on
+    -- and the replaced coroutine functions still behave
+    local a, b = pool:run(nil, { handler = function()
+      local g = coroutine.wrap(function(x) local y = coroutine.yield(x + 1) return y * 2 end)
+      return g(1), g(10)
+    end }):get()
+    assert.same({ 2, 20 }, { a, b })
+    local err = rejection(pool:run(nil, { handler = function()
+      return coroutine.wrap(function() error("inner", 0) end)()
+    end }))
+    assert.equal("inner", err.value)
+  end)
+
   it("takes math.huge for idleTimeout and wait timeouts as no limit", function()
     local pool = new { filename = HANDLERS, minThreads = 1, maxThreads = 2, idleTimeout = math.huge }
     local a, b = pool:run({ a = 1, b = 1 }), pool:run({ a = 2, b = 2 })

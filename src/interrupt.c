@@ -9,7 +9,7 @@
 #define INTERRUPT_SIGNAL (SIGRTMIN + 5)
 #define WORKER_KEY "luapool.worker"
 
-static int should_stop(lp_worker *w) {
+int lp_interrupt_pending(lp_worker *w) {
   lp_task *t = atomic_load(&w->current);
   return atomic_load(&w->pool->stop) || w->exiting ||
          (t && atomic_load(&w->cancel) == t);
@@ -21,9 +21,9 @@ void lp_interrupt_hook(lua_State *L, lua_Debug *ar) {
   lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
   w = (lp_worker *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (w && !should_stop(w)) {  /* a stale request: carry on */
+  if (w && !lp_interrupt_pending(w)) {  /* a stale request: carry on */
     lua_sethook(L, NULL, 0, 0);
-    if (!should_stop(w)) return;  /* unless a real one came meanwhile */
+    if (!lp_interrupt_pending(w)) return;  /* unless a real one came meanwhile */
   }
   if (w && w->exiting) luaL_error(L, "luapool: worker exited");
   luaL_error(L, "luapool: task interrupted");
@@ -36,7 +36,7 @@ static void on_signal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   if (si->si_code != SI_QUEUE || !(w = (lp_worker *)si->si_value.sival_ptr)) return;
   L = atomic_load(&w->running);
-  if (L) lua_sethook(L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (L) lua_sethook(L, lp_interrupt_hook, LP_HOOK_MASK, 1);
 }
 
 int lp_interrupt_install(void) {
@@ -64,7 +64,7 @@ int lp_interrupt_enter(lp_worker *w, lp_task *t) {
   lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
   atomic_store(&w->current, t);
   atomic_store(&w->running, L);
-  return !should_stop(w);  /* a request sent before `running` was set */
+  return !lp_interrupt_pending(w);  /* a request sent before `running` was set */
 }
 
 void lp_interrupt_leave(lp_worker *w) {
@@ -91,3 +91,74 @@ int lp_join_until(pthread_t thread, uint64_t deadline_ns) {
   if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
   return pthread_timedjoin_np(thread, NULL, &ts) == 0 ? 0 : -1;
 }
+
+/* ---- coroutines, for PUC Lua ------------------------------------------- */
+
+#if !defined(LUA_JITLIBNAME)  /* LuaJIT's hook is one for all coroutines */
+static lp_worker *upworker(lua_State *L) {
+  return (lp_worker *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* resume(co, ...), with upvalues worker and the original resume: while co
+** runs it is the state that an interrupt hooks. */
+static int co_resume(lua_State *L) {
+  lp_worker *w = upworker(L);
+  lua_State *co = lua_tothread(L, 1), *prev = NULL;
+  int n = lua_gettop(L), r;
+  if (co && (prev = atomic_load(&w->running)) != NULL) {
+    atomic_store(&w->running, co);
+    if (lp_interrupt_pending(w)) lua_sethook(co, lp_interrupt_hook, LP_HOOK_MASK, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  r = lua_pcall(L, n, LUA_MULTRET, 0);
+  if (prev) {
+    atomic_store(&w->running, prev);
+    if (lp_interrupt_pending(w)) lua_sethook(L, lp_interrupt_hook, LP_HOOK_MASK, 1);
+  }
+  if (r != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* The function coroutine.wrap returns; upvalues: the coroutine, resume. */
+static int co_wrapped(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_insert(L, 1);
+  lua_call(L, n + 1, LUA_MULTRET);
+  if (!lua_toboolean(L, 1)) {  /* the error, as wrap propagates it */
+    lua_settop(L, 2);
+    return lua_error(L);
+  }
+  return lua_gettop(L) - 1;
+}
+
+/* wrap(f), with upvalue our resume. */
+static int co_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, co_wrapped, 2);
+  return 1;
+}
+
+void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w) {
+  lua_pushlightuserdata(L, w);
+  lua_getfield(L, -2, "resume");
+  lua_pushcclosure(L, co_resume, 2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "resume");
+  lua_pushcclosure(L, co_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+}
+#else
+void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w) {
+  (void)L;
+  (void)w;
+}
+#endif

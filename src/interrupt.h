@@ -15,6 +15,13 @@ void lp_interrupt_thread_init(void);         /* in each worker thread */
 ** the task is to stop before it starts. */
 int lp_interrupt_enter(lp_worker *w, lp_task *t);
 void lp_interrupt_leave(lp_worker *w);
+/* Whether the task w runs (or the pool) is to stop. */
+int lp_interrupt_pending(lp_worker *w);
+/* PUC Lua keeps a hook per coroutine: in worker states, coroutine.resume
+** and coroutine.wrap are replaced so that an interrupt reaches the
+** coroutine running. Pushes nothing; expects the `coroutine` table on top. */
+void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w);
+#define LP_HOOK_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
 /* The hook itself, also used by os.exit in workers. */
 void lp_interrupt_hook(lua_State *L, lua_Debug *ar);
 /* Main thread: asks w to stop the task it runs (or any, when the pool

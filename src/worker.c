@@ -108,6 +108,9 @@ static int setup_state(lua_State *L) {
   lua_pushcclosure(L, worker_exit, 1);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
+  lua_getglobal(L, "coroutine");
+  lp_interrupt_wrap_coroutines(L, w);
+  lua_pop(L, 1);
   lua_newtable(L);  /* task files loaded, by name */
   lua_setfield(L, LUA_REGISTRYINDEX, "luapool.files");
   lua_pushlightuserdata(L, w);
@@ -357,6 +360,8 @@ static int run_task(lua_State *L) {
     lua_settop(L, 2);
   }
   lp_decode(L, t->in.data + pos, t->in.len - pos);
+  lua_pushnil(L);  /* no traceback from an earlier task, should msgh fail */
+  lua_setfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
   w->heap.refused = 0;
   w->heap.enforce = 1;
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
