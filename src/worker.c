@@ -119,6 +119,7 @@ static int setup_state(lua_State *L) {
 }
 
 static void push_default_handler(lua_State *L, lp_worker *w);
+static void post_simple(lp_worker *w, int kind, const char *text);
 
 static size_t heap_size(lp_worker *w) {
   if (w->heap.used) return w->heap.used;  /* metered by our allocator */
@@ -142,7 +143,9 @@ static int open_state(lp_worker *w, char *err, size_t errlen) {
   L = NULL;
   if (w->pool->cfg.max_heap || w->pool->cfg.isolate)
     L = lua_newstate(lp_heap_alloc, &w->heap);
-  if (!L) L = luaL_newstate();  /* LuaJIT without GC64 takes no allocator */
+  if (!L && (L = luaL_newstate()) && w->pool->cfg.max_heap)
+    post_simple(w, LP_MSG_ERROR, "resourceLimits.maxHeapBytes cannot be enforced: this "
+                "Lua takes no allocator of ours (LuaJIT without GC64); no cap holds");
   if (!L) {
     snprintf(err, errlen, "worker %d: cannot create a Lua state", w->slot + 1);
     return -1;
@@ -172,7 +175,6 @@ static int open_state(lp_worker *w, char *err, size_t errlen) {
 
 /* The task file's teardown function, if the pool names one, before the
 ** state closes; what it raises becomes an "error" event. */
-static void post_simple(lp_worker *w, int kind, const char *text);
 
 static void teardown(lp_worker *w) {
   lp_config *cfg = &w->pool->cfg;
