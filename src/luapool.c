@@ -334,7 +334,6 @@ static int pool_poll(lua_State *L) {
     int exited = m->kind == LP_MSG_EXIT;
     p->backlog = m->next;
     int nargs;
-    if (m->kind == LP_MSG_TASK) p->completed++;
     nargs = push_msg(L, p, m);
     if (exited) lp_pool_maintain(p);  /* before a callback that may raise */
     lua_call(L, nargs, 0);

@@ -215,7 +215,6 @@ lp_pool *lp_pool_new(void) {
 int lp_pool_init(lp_pool *p) {
   int n;
   if (lp_interrupt_install()) return -1;
-  p->created_ns = lp_now_ns();
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;

@@ -125,7 +125,6 @@ struct lp_pool {
   lp_task *free_tasks;
   int nfree;
   lp_encoder enc;
-  uint64_t created_ns, completed;
   lp_stats run_time, wait_time;
 };
 
