@@ -33,9 +33,8 @@ static int worker_exit(lua_State *L) {
   /* Should a pcall catch the error, the hook raises it again at once; in
   ** the worker's main coroutine too, when this one is another (PUC Lua
   ** keeps a hook per coroutine). */
-  lua_sethook(L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-  if (L != w->L)
-    lua_sethook(w->L, lp_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_sethook(L, lp_interrupt_hook, LP_HOOK_MASK, 1);
+  if (L != w->L) lua_sethook(w->L, lp_interrupt_hook, LP_HOOK_MASK, 1);
   return luaL_error(L, "luapool: worker exited");
 }
 
