@@ -379,6 +379,7 @@ static void detach(lp_pool *p, lp_worker *w) {
   p->slots[w->slot].w = NULL;
   lp_pool_requeue_mailbox(p, w->slot);
   atomic_fetch_add(&p->refs, 1);
+  pthread_setname_np(w->thread, "luapool-stuck");
   pthread_detach(w->thread);
 }
 
