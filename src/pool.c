@@ -6,7 +6,7 @@
 ** on a condition variable of their own, so a busy pool passes tasks without
 ** system calls. Results come back on a lock-free stack that the main thread
 ** empties whole: one wake-up per batch, not per task. */
-#define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP */
+#define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -162,6 +162,7 @@ static int start_worker(lp_pool *p) {
     lp_worker_free(w);
     return -1;
   }
+  pthread_setname_np(w->thread, "luapool");  /* as `top -H` shows it */
   return 0;
 }
 

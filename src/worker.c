@@ -1,7 +1,5 @@
 /* A worker: one thread and its own Lua state. It takes tasks from the pool,
 ** runs their handler and posts the encoded results back. */
-#define _GNU_SOURCE  /* pthread_setname_np */
-#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include "interrupt.h"
@@ -554,7 +552,6 @@ void *lp_worker_main(void *arg) {
   lp_pool *p = w->pool;
   char err[256];
   lp_interrupt_thread_init();
-  pthread_setname_np(pthread_self(), "luapool");  /* as `top -H` shows it */
   if (open_state(w, err, sizeof err) == 0) post_simple(w, LP_MSG_START, NULL);
   else post_simple(w, LP_MSG_ERROR, err);
   pthread_mutex_lock(&p->lock);
