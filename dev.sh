@@ -38,4 +38,6 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# The test summary must be the last line printed, so no make around it.
+if [ "$target" = test ]; then exec sh scripts/test.sh; fi
 exec make --no-print-directory "$target"
