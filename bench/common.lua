@@ -44,4 +44,18 @@ end
 function b.sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
 function b.setenv(k, v) ffi.C.setenv(k, v, 1) end
 
+-- Runs benches[b.bench] of the side named `side`, or says how to call it.
+function b.main(side, script, benches)
+  if not benches[b.bench] then
+    io.stderr:write("usage: luajit ", script,
+      " throughput|latency|cpu|payload|isolate|memory|startup [key=value ...]\n")
+    os.exit(2)
+  end
+  local ok, err = xpcall(benches[b.bench], debug.traceback)
+  if not ok then
+    io.stderr:write(side, " ", b.bench, ": ", tostring(err), "\n")
+    os.exit(1)
+  end
+end
+
 return b

@@ -192,12 +192,4 @@ function benches.startup()
   pool:destroy()
 end
 
-if not benches[bench] then
-  io.stderr:write("usage: luajit luapool_bench.lua throughput|latency|cpu|payload|isolate|memory|startup [key=value ...]\n")
-  os.exit(2)
-end
-local ok, err = xpcall(benches[bench], debug.traceback)
-if not ok then
-  io.stderr:write("luapool ", bench, ": ", tostring(err), "\n")
-  os.exit(1)
-end
+b.main("luapool", "luapool_bench.lua", benches)

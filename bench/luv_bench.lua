@@ -161,12 +161,4 @@ function benches.startup()
   emit("first_result_ms", "ms", now_ms() - t0)
 end
 
-if not benches[bench] then
-  io.stderr:write("usage: luajit luv_bench.lua throughput|latency|cpu|payload|isolate|memory|startup [key=value ...]\n")
-  os.exit(2)
-end
-local ok, err = xpcall(benches[bench], debug.traceback)
-if not ok then
-  io.stderr:write("luv ", bench, ": ", tostring(err), "\n")
-  os.exit(1)
-end
+b.main("luv", "luv_bench.lua", benches)

@@ -444,43 +444,40 @@ end
 
 -- Which handler a run names: 0 the pool's default, 1 a file and function
 -- name, 2 a handler function.
+local function no_filename()
+  raise("load_error", "filename must be provided to run() or in options object")
+end
+
 local function resolve(self, opts)
   local o = self._opts
-  if opts == nil then
-    if o.filename == nil and o.handler == nil then
-      raise("load_error", "filename must be provided to run() or in options object")
+  local filename, name, handler
+  if opts ~= nil then
+    if type(opts) ~= "table" then raise("invalid_option", "run options must be a table") end
+    for k in pairs(opts) do
+      if k ~= "filename" and k ~= "name" and k ~= "handler" and k ~= "signal" and k ~= "timeout" then
+        raise("invalid_option", "unknown run option '" .. tostring(k) .. "'")
+      end
     end
-    return 0
-  end
-  if type(opts) ~= "table" then raise("invalid_option", "run options must be a table") end
-  for k in pairs(opts) do
-    if k ~= "filename" and k ~= "name" and k ~= "handler" and k ~= "signal" and k ~= "timeout" then
-      raise("invalid_option", "unknown run option '" .. tostring(k) .. "'")
+    filename, name, handler = opts.filename, opts.name, opts.handler
+    if filename ~= nil and type(filename) ~= "string" then
+      raise("invalid_option", "filename argument must be a string")
     end
-  end
-  local filename, name, handler = opts.filename, opts.name, opts.handler
-  if filename ~= nil and type(filename) ~= "string" then
-    raise("invalid_option", "filename argument must be a string")
-  end
-  if name ~= nil and type(name) ~= "string" then
-    raise("invalid_option", "name argument must be a string")
-  end
-  if handler ~= nil then
-    if type(handler) ~= "function" then
-      raise("invalid_option", "handler argument must be a function")
+    if name ~= nil and type(name) ~= "string" then
+      raise("invalid_option", "name argument must be a string")
     end
-    return 2, handler
+    if handler ~= nil then
+      if type(handler) ~= "function" then
+        raise("invalid_option", "handler argument must be a function")
+      end
+      return 2, handler
+    end
   end
   if filename == nil and (name == nil or name == o.name) then
-    if o.filename == nil and o.handler == nil then
-      raise("load_error", "filename must be provided to run() or in options object")
-    end
+    if o.filename == nil and o.handler == nil then no_filename() end
     return 0
   end
   filename = filename or o.filename
-  if filename == nil then
-    raise("load_error", "filename must be provided to run() or in options object")
-  end
+  if filename == nil then no_filename() end
   return 1, filename, name or o.name
 end
 

@@ -239,7 +239,14 @@ int lp_pool_init(lp_pool *p) {
 
 /* ---- the queue --------------------------------------------------------- */
 
-static void sleeper_remove(lp_pool *p, lp_worker *w) {
+/* queued is written under the lock only; spinning workers read it bare. */
+static void queued_add(lp_pool *p, long n) {
+  atomic_store_explicit(&p->queued,
+                        (size_t)((long)atomic_load_explicit(&p->queued, memory_order_relaxed) + n),
+                        memory_order_relaxed);
+}
+
+void lp_pool_sleeper_remove(lp_pool *p, lp_worker *w) {
   int i;
   for (i = 0; i < p->nsleepers; i++)
     if (p->sleepers[i] == w) {
@@ -249,13 +256,11 @@ static void sleeper_remove(lp_pool *p, lp_worker *w) {
   w->sleeping = 0;
 }
 
-static void unlink_queued(lp_pool *p, lp_task *t) {
+void lp_pool_unlink_queued(lp_pool *p, lp_task *t) {
   if (t->prev) t->prev->next = t->next; else p->head = t->next;
   if (t->next) t->next->prev = t->prev; else p->tail = t->prev;
   t->prev = t->next = NULL;
-  atomic_store_explicit(&p->queued,
-                        atomic_load_explicit(&p->queued, memory_order_relaxed) - 1,
-                        memory_order_relaxed);
+  queued_add(p, -1);
 }
 
 int lp_pool_submit(lp_pool *p, lp_task *t) {
@@ -277,7 +282,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     if (sl->mine_tail) sl->mine_tail->next = t; else sl->mine = t;
     sl->mine_tail = t;
     atomic_fetch_add(&sl->nmine, 1);
-    if (w->sleeping) { sleeper_remove(p, w); wake = w; }
+    if (w->sleeping) { lp_pool_sleeper_remove(p, w); wake = w; }
   } else {
     long room = (long)p->idle + (p->cfg.max_threads - p->nlive);
     if (p->cfg.max_queue >= 0 && (long)q >= p->cfg.max_queue + room) {
@@ -287,8 +292,8 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     t->prev = p->tail;
     if (p->tail) p->tail->next = t; else p->head = t;
     p->tail = t;
-    atomic_store_explicit(&p->queued, ++q, memory_order_relaxed);
-    if (p->nsleepers > 0 && q > (size_t)p->nspinning) {
+    queued_add(p, 1);
+    if (p->nsleepers > 0 && ++q > (size_t)p->nspinning) {
       wake = p->sleepers[--p->nsleepers];
       wake->sleeping = 0;
     }
@@ -321,7 +326,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&t->state) == LP_TASK_QUEUED) {
     if (t->target < 0) {
-      unlink_queued(p, t);
+      lp_pool_unlink_queued(p, t);
     } else {  /* in a worker's mailbox */
       lp_slot *sl = &p->slots[t->target];
       lp_task **pp = &sl->mine, *prev = NULL;
@@ -346,7 +351,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
 void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
   lp_slot *sl = &p->slots[slot];
   lp_task *t = sl->mine, *last = NULL;
-  size_t n = 0;
+  long n = 0;
   if (!t) return;
   for (; t; t = t->next) {  /* they become anyone's, at the queue's head */
     t->target = -1;
@@ -359,8 +364,7 @@ void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
   p->head = sl->mine;
   sl->mine = sl->mine_tail = NULL;
   atomic_store(&sl->nmine, 0);
-  atomic_store_explicit(&p->queued, atomic_load_explicit(&p->queued, memory_order_relaxed) + n,
-                        memory_order_relaxed);
+  queued_add(p, n);
   if (p->nsleepers > 0) {
     lp_worker *w = p->sleepers[--p->nsleepers];
     w->sleeping = 0;
@@ -376,7 +380,7 @@ static void detach(lp_pool *p, lp_worker *w) {
     p->nlive--;
     if (!w->task) p->idle--;
   }
-  if (w->sleeping) sleeper_remove(p, w);
+  if (w->sleeping) lp_pool_sleeper_remove(p, w);
   p->slots[w->slot].w = NULL;
   lp_pool_requeue_mailbox(p, w->slot);
   atomic_fetch_add(&p->refs, 1);
@@ -405,7 +409,7 @@ int lp_pool_retire_all(lp_pool *p) {
     w->retire = 1;
     n++;
     if (w->sleeping) {
-      sleeper_remove(p, w);
+      lp_pool_sleeper_remove(p, w);
       pthread_cond_signal(&w->wake);
     }
   }
@@ -518,7 +522,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
     if (!w) continue;
-    if (w->sleeping) sleeper_remove(p, w);
+    if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
     lp_interrupt(w);  /* a task, or a task file's top level, may be running */
   }

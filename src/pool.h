@@ -159,6 +159,9 @@ int lp_pool_abandon(lp_pool *p, lp_task *t);
 int lp_pool_retire_all(lp_pool *p);
 /* A leaving worker's mailbox goes to the head of the queue. Lock held. */
 void lp_pool_requeue_mailbox(lp_pool *p, int slot);
+/* Takes t out of the queue; takes w off the sleepers' stack. Lock held. */
+void lp_pool_unlink_queued(lp_pool *p, lp_task *t);
+void lp_pool_sleeper_remove(lp_pool *p, lp_worker *w);
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms);  /* FIFO batch */
 void lp_msg_free(lp_pool *p, lp_msg *m);      /* joins and frees on EXIT */
 void lp_pool_maintain(lp_pool *p);            /* start workers as needed */

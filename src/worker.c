@@ -445,10 +445,7 @@ static lp_task *take(lp_pool *p, lp_worker *w) {
     if (!(sl->mine = t->next)) sl->mine_tail = NULL;
     atomic_fetch_sub(&sl->nmine, 1);
   } else if ((t = p->head)) {
-    if (!(p->head = t->next)) p->tail = NULL; else p->head->prev = NULL;
-    atomic_store_explicit(&p->queued,
-                          atomic_load_explicit(&p->queued, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    lp_pool_unlink_queued(p, t);
   } else {
     return NULL;
   }
@@ -496,12 +493,7 @@ static int sleep_until_work(lp_pool *p, lp_worker *w) {
     r = lp_cond_timedwait(&w->wake, &p->lock, p->cfg.idle_timeout_ms);
   else
     pthread_cond_wait(&w->wake, &p->lock);
-  if (w->sleeping) {  /* nobody woke us: a timeout, or spurious */
-    int i;
-    for (i = 0; i < p->nsleepers; i++)
-      if (p->sleepers[i] == w) { p->sleepers[i] = p->sleepers[--p->nsleepers]; break; }
-    w->sleeping = 0;
-  }
+  if (w->sleeping) lp_pool_sleeper_remove(p, w);  /* a timeout, or spurious */
   return timed && r != 0 && !p->head && !p->slots[w->slot].mine &&
          p->nlive > p->cfg.min_threads;
 }
