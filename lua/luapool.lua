@@ -294,8 +294,9 @@ local function run_timers(self)
       if self._stopping[p] then
         self._stopping[p] = nil
         self._nstopping = self._nstopping - 1
-        local id = self._core:abandon(p)
-        if id then
+        local id, killed = self._core:abandon(p)
+        -- a process is killed: its worker leaves as any ended one does
+        if id and not killed then
           local ms = self._opts.terminateTimeout or DEFAULT_TERMINATE_MS
           self._exits = self._exits + 1
           self._core:maintain()

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "pool.h"
+#include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
 
@@ -122,11 +123,7 @@ static int pool_destroy(lua_State *L) {
 static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   size_t n;
   const char *s = luaL_checklstring(L, idx, &n);
-  unsigned char v[10];
-  int k = 0;
-  size_t m = n;
-  do { v[k] = (unsigned char)(m & 0x7f); m >>= 7; if (m) v[k] |= 0x80; k++; } while (m);
-  return lp_buf_put(b, v, (size_t)k) || lp_buf_put(b, s, n);
+  return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
 /* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
@@ -166,6 +163,7 @@ static int pool_submit(lua_State *L) {
                 ? "No task queue available and all Workers are busy"
                 : "Task queue is at limit");
   if (r == LP_ESTOPPED) return fail(L, "destroyed", "The pool is destroyed");
+  if (r == LP_EBROKEN) return fail(L, "load_error", atomic_load(&p->broken));
   return fail(L, "worker_exited", "no worker thread could be started");
 }
 
@@ -190,12 +188,14 @@ static int pool_maintain(lua_State *L) {
   return 0;
 }
 
-/* pool:abandon(task) -> workerId of the worker given up on, or nil */
+/* pool:abandon(task) -> workerId of the worker given up on, and whether it
+** was killed (a process) rather than detached (a thread); or nil */
 static int pool_abandon(lua_State *L) {
-  int id = lp_pool_abandon(check_pool(L), check_task(L, 2));
+  int killed, id = lp_pool_abandon(check_pool(L), check_task(L, 2), &killed);
   if (!id) return 0;
   lua_pushinteger(L, id);
-  return 1;
+  lua_pushboolean(L, killed);
+  return 2;
 }
 
 /* pool:retire() -> how many workers will end after their task */

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "interrupt.h"
@@ -20,12 +21,6 @@
 #define IDLE_GRACE_MS 1000
 #define FREE_TASKS_MAX 256
 #define FREE_BUF_MAX 65536
-
-uint64_t lp_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void deadline_after(struct timespec *ts, double ms) {
   clock_gettime(CLOCK_MONOTONIC, ts);
@@ -145,6 +140,7 @@ static int start_worker(lp_pool *p) {
   if (slot == p->cfg.max_threads) return 1;
   if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
+  w->rt = p->cfg.runtime == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
@@ -267,6 +263,9 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
   size_t q;
+  if (atomic_load(&p->broken)) return LP_EBROKEN;
+  if (++p->next_id == 0) p->next_id = 1;
+  t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
     pthread_mutex_unlock(&p->lock);
@@ -341,10 +340,10 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   } else if ((w = worker_running(p, t))) {
     r = LP_TASK_RUNNING;
     if (queued_only) w = NULL;
-    else atomic_store(&w->cancel, t);
+    else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) lp_interrupt(w);
+  if (w) w->rt->interrupt(w);
   return r;
 }
 
@@ -388,16 +387,27 @@ static void detach(lp_pool *p, lp_worker *w) {
   pthread_detach(w->thread);
 }
 
-int lp_pool_abandon(lp_pool *p, lp_task *t) {
+int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   lp_worker *w;
   int id = 0;
+  *killed = 0;
   pthread_mutex_lock(&p->lock);
   if ((w = worker_running(p, t))) {
     id = w->slot + 1;
-    detach(p, w);
+    if (w->rt->kill) {  /* its thread sees the end and leaves as usual */
+      w->rt->kill(w);
+      *killed = 1;
+    } else {
+      detach(p, w);
+    }
   }
   pthread_mutex_unlock(&p->lock);
   return id;
+}
+
+void lp_pool_break(lp_pool *p, const char *why) {
+  char *s = strdup(why), *none = NULL;
+  if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
 }
 
 int lp_pool_retire_all(lp_pool *p) {
@@ -524,7 +534,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    lp_interrupt(w);  /* a task, or a task file's top level, may be running */
+    w->rt->interrupt(w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
   if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
@@ -542,6 +552,11 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     pthread_mutex_unlock(&p->lock);
     if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
+      continue;
+    }
+    if (w->rt->kill) {  /* a process: its thread ends once the child is gone */
+      w->rt->kill(w);
+      join_worker(w);
       continue;
     }
     pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
@@ -596,6 +611,13 @@ void lp_pool_release(lp_pool *p) {
   free(p->cfg.path);
   free(p->cfg.cpath);
   free(p->cfg.teardown);
+  free(p->cfg.worker_path);
+  free(atomic_load(&p->broken));
+  if (p->cfg.env) {
+    char **e;
+    for (e = p->cfg.env; *e; e++) free(*e);
+    free(p->cfg.env);
+  }
   lp_buf_free(&p->cfg.bytecode);
   lp_buf_free(&p->cfg.handler);
   lp_buf_free(&p->cfg.worker_data);
