@@ -53,6 +53,11 @@ local function is_int(v, min)
   return type(v) == "number" and v == math.floor(v) and v >= min
 end
 
+-- Runtime names, Tinypool's among them, to the two luapool has.
+local runtimes = { threads = "threads", worker_threads = "threads",
+                   process = "process", child_process = "process" }
+local RUNTIME_NAMES = '"threads", "process", "worker_threads" or "child_process"'
+
 local function check_options(o)
   if o == nil then o = {} end
   if type(o) ~= "table" then raise("invalid_option", "options must be a table") end
@@ -88,9 +93,7 @@ local function check_options(o)
   if o.isolateWorkers ~= nil and type(o.isolateWorkers) ~= "boolean" then
     bad("isolateWorkers", "a boolean")
   end
-  if o.runtime ~= nil and o.runtime ~= "threads" and o.runtime ~= "process" then
-    bad("runtime", '"threads" or "process"')
-  end
+  if o.runtime ~= nil and not runtimes[o.runtime] then bad("runtime", RUNTIME_NAMES) end
   if o.terminateTimeout ~= nil and
      not (type(o.terminateTimeout) == "number" and o.terminateTimeout >= 0) then
     bad("terminateTimeout", "a non-negative number of milliseconds")
@@ -108,12 +111,20 @@ local function check_options(o)
     end
   end
   if o.teardown ~= nil and type(o.teardown) ~= "string" then bad("teardown", "a string") end
-  -- The process runtime is not built yet: say so rather than run threads.
-  if o.runtime == "process" then
-    raise("invalid_option", 'options.runtime = "process" is not supported yet')
-  end
   if o.env ~= nil then
-    raise("invalid_option", "options.env applies to the process runtime, not supported yet")
+    if runtimes[o.runtime] ~= "process" then
+      raise("invalid_option", 'options.env applies to runtime = "process" only: thread ' ..
+            "workers share the host's environment")
+    end
+    if type(o.env) ~= "table" then bad("env", "a table of names to string values") end
+    for k, v in pairs(o.env) do
+      if type(k) ~= "string" or k == "" or k:find("[=%z]") then
+        bad("env", "a table of names to string values (a name without '=')")
+      end
+      if type(v) ~= "string" and type(v) ~= "number" or tostring(v):find("%z") then
+        bad("env", "a table of names to string values (env." .. k .. ")")
+      end
+    end
   end
 
   -- Tinypool's rules: defaults from the core count; giving only one of
@@ -123,7 +134,7 @@ local function check_options(o)
   r.name = o.name or "default"
   r.idleTimeout = o.idleTimeout or 0
   r.isolateWorkers = o.isolateWorkers or false
-  r.runtime = o.runtime or "threads"
+  r.runtime = runtimes[o.runtime or "threads"]
   r.minThreads = o.minThreads or math.max(1, math.floor(cpus / 2))
   r.maxThreads = o.maxThreads or cpus
   if o.minThreads ~= nil and o.maxThreads ~= nil then
@@ -409,6 +420,7 @@ function luapool.new(options)
     teardown = opts.teardown,
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
+    runtime = opts.runtime, env = opts.env,
   }
   if opts.filename then  -- a missing file or a syntax error fails here
     local f, err = loadfile(opts.filename)
@@ -661,23 +673,22 @@ end
 -- Replaces every worker with a fresh one: idle ones at once, busy ones
 -- once their task is done. Returns when all of them are replaced.
 function methods.recycleWorkers(self, opts)
+  local runtime
   if opts ~= nil then
     if type(opts) ~= "table" then raise("invalid_option", "recycleWorkers options must be a table") end
     for k, v in pairs(opts) do
       if k ~= "runtime" then
         raise("invalid_option", "unknown recycleWorkers option '" .. tostring(k) .. "'")
       end
-      if v == "process" then
-        raise("invalid_option", 'runtime = "process" is not supported yet')
-      elseif v ~= "threads" then
-        raise("invalid_option", 'options.runtime must be "threads" or "process"')
-      end
+      runtime = runtimes[v]
+      if not runtime then raise("invalid_option", "options.runtime must be " .. RUNTIME_NAMES) end
     end
   end
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
-  local target = self._exits + self._core:retire()
+  if runtime then self._opts.runtime = runtime end
+  local target = self._exits + self._core:retire(runtime)
   block_until(self, function() return self._exits >= target end)
   if self._core then self._core:maintain() end
 end

@@ -58,6 +58,59 @@ static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
   return r;
 }
 
+/* The worker program: beside this module (dladdr tells where that is). */
+static char *worker_path(void) {
+  Dl_info info;
+  const char *slash;
+  char *path;
+  size_t n;
+  if (!dladdr((void *)worker_path, &info) || !info.dli_fname ||
+      !(slash = strrchr(info.dli_fname, '/')))
+    return NULL;
+  n = (size_t)(slash - info.dli_fname);
+  if (!(path = malloc(n + sizeof "/luapool-worker"))) return NULL;
+  memcpy(path, info.dli_fname, n);
+  memcpy(path + n, "/luapool-worker", sizeof "/luapool-worker");
+  if (access(path, X_OK) != 0) {
+    free(path);
+    return NULL;
+  }
+  return path;
+}
+
+/* cfg.env: a table of names to values, as a NULL-ended "name=value" list. */
+static int opt_env(lua_State *L, lp_config *c) {
+  size_t n = 0, i = 0;
+  lua_getfield(L, 1, "env");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+  if (!(c->env = calloc(n + 1, sizeof *c->env))) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);  /* checked in Lua */
+    size_t kn = strlen(k), vn = strlen(v);
+    if (!(c->env[i] = malloc(kn + vn + 2))) {
+      lua_pop(L, 3);
+      return -1;
+    }
+    memcpy(c->env[i], k, kn);
+    c->env[i][kn] = '=';
+    memcpy(c->env[i] + kn + 1, v, vn + 1);
+    i++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int runtime_of(const char *name) {
+  return name && strcmp(name, "process") == 0 ? LP_RT_PROCESS : LP_RT_THREADS;
+}
+
 /* core.new(cfg): cfg holds validated options and the package paths. */
 static int core_new(lua_State *L) {
   pool_box *b;
@@ -88,6 +141,12 @@ static int core_new(lua_State *L) {
     if (lp_buf_put(&p->cfg.bytecode, bc, n)) return luaL_error(L, "luapool: out of memory");
   }
   lua_pop(L, 1);
+  lua_getfield(L, 1, "runtime");
+  atomic_init(&p->cfg.runtime, runtime_of(lua_tostring(L, -1)));
+  lua_pop(L, 1);
+  if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
+  p->cfg.worker_path = worker_path();
+  lp_hello_make(&p->cfg.hello);
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -198,9 +257,12 @@ static int pool_abandon(lua_State *L) {
   return 2;
 }
 
-/* pool:retire() -> how many workers will end after their task */
+/* pool:retire([runtime]) -> how many workers will end after their task;
+** those that replace them are of that runtime ("threads", "process"). */
 static int pool_retire(lua_State *L) {
-  lua_pushinteger(L, lp_pool_retire_all(check_pool(L)));
+  lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
+  lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
 }
 

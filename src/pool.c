@@ -110,6 +110,7 @@ static void join_worker(lp_worker *w) {
 
 void lp_worker_free(lp_worker *w) {
   lp_buf_free(&w->exit_msg.body);
+  pthread_mutex_destroy(&w->proc.lock);
   pthread_cond_destroy(&w->wake);
   free(w);
 }
@@ -140,11 +141,16 @@ static int start_worker(lp_pool *p) {
   if (slot == p->cfg.max_threads) return 1;
   if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
-  w->rt = p->cfg.runtime == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
+  w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
   if (lp_cond_init(&w->wake)) {
+    free(w);
+    return -1;
+  }
+  if (pthread_mutex_init(&w->proc.lock, NULL)) {
+    pthread_cond_destroy(&w->wake);
     free(w);
     return -1;
   }
@@ -195,7 +201,7 @@ static int workers_needed(lp_pool *p) {
 void lp_pool_maintain(lp_pool *p) {
   int n;
   pthread_mutex_lock(&p->lock);
-  n = atomic_load(&p->stop) ? 0 : workers_needed(p);
+  n = atomic_load(&p->stop) || lp_pool_broken(p) ? 0 : workers_needed(p);
   pthread_mutex_unlock(&p->lock);
   start_workers(p, n);
 }
@@ -263,7 +269,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
   size_t q;
-  if (atomic_load(&p->broken)) return LP_EBROKEN;
+  if (lp_pool_broken(p)) return LP_EBROKEN;
   if (++p->next_id == 0) p->next_id = 1;
   t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
@@ -405,9 +411,32 @@ int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   return id;
 }
 
-void lp_pool_break(lp_pool *p, const char *why) {
+/* Rejects t, taken off the queue, with load_error. Lock held. */
+static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
+  const char *err[4] = {"load_error", why, NULL, NULL};
+  atomic_store(&t->state, LP_TASK_DONE);
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  t->msg.worker_id = w->slot + 1;
+  t->t_start = t->t_end = lp_now_ns();
+  lp_pool_post(p, &t->msg);
+}
+
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
   char *s = strdup(why), *none = NULL;
+  int i;
   if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  pthread_mutex_lock(&p->lock);
+  if (atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+    for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
+    while (p->head) {
+      lp_task *t = p->head;
+      lp_pool_unlink_queued(p, t);
+      fail_queued(p, w, t, why);
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
 }
 
 int lp_pool_retire_all(lp_pool *p) {

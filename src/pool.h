@@ -11,6 +11,8 @@
 #include "codec.h"
 #include "state.h"
 #include "stats.h"
+#include "wire.h"
+#include <sys/types.h>
 
 typedef struct lp_pool lp_pool;
 typedef struct lp_worker lp_worker;
@@ -61,7 +63,16 @@ struct lp_task {
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 };
 
-struct lp_proc;
+/* A process worker's child, as its host thread sees it (rt_process.c). */
+typedef struct lp_proc {
+  pthread_mutex_t lock;       /* pid and alive: no signal to a reaped pid */
+  pid_t pid;
+  int alive;                  /* under lock: spawned, not yet reaped */
+  int to, from, life;         /* its input, its output, its lifeline */
+  lp_reader rd;
+  lp_buf out;                 /* frames being written */
+  int status;                 /* from waitpid, once reaped */
+} lp_proc;
 
 /* A worker: a thread of the host that takes tasks, and what runs them (its
 ** runtime). The main thread allocates it and, once the thread has said it
@@ -89,7 +100,7 @@ struct lp_worker {
   int ready;                  /* open, not failed since */
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
   lp_state st;                /* threads: the Lua state */
-  struct lp_proc *proc;       /* process: the child */
+  lp_proc proc;               /* process: the child */
   /* the main thread's own */
   int joined;
   lp_msg exit_msg;            /* its last message, so exiting cannot fail */
@@ -116,9 +127,10 @@ typedef struct lp_config {
   int isolate;                /* a fresh state for every task */
   size_t max_heap;            /* resourceLimits.maxHeapBytes, 0: none */
   size_t recycle_heap;        /* maxMemoryLimitBeforeRecycle, 0: none */
-  int runtime;                /* LP_RT_*, of workers started from now on */
+  atomic_int runtime;         /* LP_RT_*, of workers started from now on */
   char **env;                 /* process workers' environment; NULL: ours */
   char *worker_path;          /* the worker program, beside this module */
+  lp_hello hello;             /* what this host tells worker processes */
 } lp_config;
 
 struct lp_pool {
@@ -200,7 +212,10 @@ void lp_pool_post(lp_pool *p, lp_msg *m);
 void lp_worker_post(lp_worker *w, int kind, const char *text);
 /* A process worker that cannot run at all (its program is missing or
 ** another build): every task queued now and later fails with load_error. */
-void lp_pool_break(lp_pool *p, const char *why);
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why);
+/* Main thread: whether new workers would be process workers that cannot run. */
+#define lp_pool_broken(p) \
+  (atomic_load(&(p)->cfg.runtime) == LP_RT_PROCESS && atomic_load(&(p)->broken))
 void *lp_worker_main(void *arg);
 /* The end of a detached worker's thread. */
 void lp_worker_free(lp_worker *w);

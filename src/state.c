@@ -444,3 +444,39 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
   *failed = t.failed;
   return stopped;
 }
+
+/* ---- who we are, for the other end of a process boundary ------------- */
+
+#ifdef LUA_JITLIBNAME
+#include <luajit.h>
+#endif
+
+static void *probe_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+void lp_hello_make(lp_hello *h) {
+  lua_State *L;
+  memset(h, 0, sizeof *h);
+  memcpy(h->magic, "luapool", 8);
+  h->protocol = LP_PROTOCOL;
+  h->lua = LUA_VERSION_NUM;
+  h->ptrsize = (uint8_t)sizeof(void *);
+#ifdef LUA_JITLIBNAME
+  h->luajit = 1;
+  /* x64 LuaJIT takes an allocator of ours only in GC64 builds: a probe. */
+  if ((L = lua_newstate(probe_alloc, NULL)) != NULL) {
+    h->gc64 = 1;
+    lua_close(L);
+  }
+#else
+  (void)L;
+  (void)probe_alloc;
+#endif
+}

@@ -1,5 +1,6 @@
 /* Varints and frames. */
 #include <errno.h>
+#include <stdio.h>
 #include <unistd.h>
 #include "wire.h"
 
@@ -48,7 +49,7 @@ int lp_frame_parse(const char *data, size_t len, lp_frame *f, size_t *used) {
   return 1;
 }
 
-int lp_frame_append(lp_buf *b, int kind, int flags, uint32_t id, const void *body, size_t len) {
+int lp_frame_header(lp_buf *b, int kind, int flags, uint32_t id, size_t len) {
   unsigned char h[LP_FRAME_HEADER] = {0};
   uint32_t n = (uint32_t)len;
   if (len > LP_FRAME_MAXBODY) return -1;
@@ -56,8 +57,11 @@ int lp_frame_append(lp_buf *b, int kind, int flags, uint32_t id, const void *bod
   h[1] = (unsigned char)flags;
   memcpy(h + 4, &id, 4);
   memcpy(h + 8, &n, 4);
-  if (lp_buf_reserve(b, LP_FRAME_HEADER + len)) return -1;
-  lp_buf_put(b, h, sizeof h);
+  return lp_buf_reserve(b, LP_FRAME_HEADER + len) || lp_buf_put(b, h, sizeof h);
+}
+
+int lp_frame_append(lp_buf *b, int kind, int flags, uint32_t id, const void *body, size_t len) {
+  if (lp_frame_header(b, kind, flags, id, len)) return -1;
   if (len) lp_buf_put(b, body, len);
   return 0;
 }
@@ -77,6 +81,7 @@ int lp_write_all(int fd, lp_buf *b) {
 #define READ_CHUNK 65536
 
 int lp_reader_next(lp_reader *r, lp_frame *f) {
+  if (!r->buf.data && lp_buf_reserve(&r->buf, READ_CHUNK)) return -1;
   for (;;) {
     size_t used;
     ssize_t n;
@@ -105,4 +110,55 @@ int lp_reader_next(lp_reader *r, lp_frame *f) {
     }
     r->buf.len += (size_t)n;
   }
+}
+
+static void describe(const lp_hello *h, char *out, size_t n) {
+  if (h->luajit)
+    snprintf(out, n, "LuaJIT (%s, %u-bit)", h->gc64 ? "GC64" : "not GC64", h->ptrsize * 8u);
+  else
+    snprintf(out, n, "Lua %u.%u (%u-bit)", h->lua / 100, h->lua % 100, h->ptrsize * 8u);
+}
+
+int lp_hello_check(const lp_hello *mine, const char *body, size_t len, char *err, size_t errlen) {
+  lp_hello other;
+  char a[64], b[64];
+  if (len != sizeof other || memcmp(body, "luapool", 8) != 0) {
+    snprintf(err, errlen, "it is not a luapool worker program");
+    return -1;
+  }
+  memcpy(&other, body, sizeof other);
+  if (other.protocol != mine->protocol) {
+    snprintf(err, errlen, "it speaks protocol %u, this module %u: install both from one build",
+             other.protocol, mine->protocol);
+    return -1;
+  }
+  if (other.lua != mine->lua || other.luajit != mine->luajit || other.gc64 != mine->gc64 ||
+      other.ptrsize != mine->ptrsize) {
+    describe(&other, a, sizeof a);
+    describe(mine, b, sizeof b);
+    snprintf(err, errlen, "it runs %s, this host %s; bytecode and values do not cross "
+             "between them: build the module and the worker for one Lua", a, b);
+    return -1;
+  }
+  return 0;
+}
+
+int lp_field_put(lp_buf *b, const char *s, size_t len) {
+  if (!s) return lp_varint_append(b, 0);
+  return lp_varint_append(b, (uint64_t)len + 1) || lp_buf_put(b, s, len);
+}
+
+int lp_field_get(const unsigned char **p, const unsigned char *end, const char **s, size_t *len) {
+  uint64_t n;
+  if (lp_varint_get(p, end, &n)) return -1;
+  if (n == 0) {
+    *s = NULL;
+    *len = 0;
+    return 0;
+  }
+  if (n - 1 > (uint64_t)(end - *p)) return -1;
+  *s = (const char *)*p;
+  *len = (size_t)(n - 1);
+  *p += n - 1;
+  return 0;
 }

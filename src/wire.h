@@ -4,6 +4,7 @@
 #define LUAPOOL_WIRE_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include "buffer.h"
 
@@ -44,6 +45,9 @@ typedef struct lp_frame {
 /* Parses the frame at the start of data[0..len): 1 and *used when whole,
 ** 0 when more bytes are needed, -1 when the header is invalid. */
 int lp_frame_parse(const char *data, size_t len, lp_frame *f, size_t *used);
+/* Appends a frame's header to b, with room for its body of len bytes,
+** which the caller appends; 0, or -1 out of memory or too long. */
+int lp_frame_header(lp_buf *b, int kind, int flags, uint32_t id, size_t len);
 /* Appends a frame to b; 0, or -1 out of memory or too long. */
 int lp_frame_append(lp_buf *b, int kind, int flags, uint32_t id, const void *body, size_t len);
 /* Writes all of b to fd, then empties it; 0, or -1 (errno). */
@@ -60,6 +64,13 @@ typedef struct lp_reader {
 ** a cut-short frame or an invalid header (errno EPROTO for the last two). */
 int lp_reader_next(lp_reader *r, lp_frame *f);
 
+/* A worker process reads frames on LP_FD_IN, writes them on LP_FD_OUT, and
+** ends when LP_FD_LIFE, whose other end only its host holds, hangs up. The
+** host interrupts its task with LP_PROC_SIGNAL, queued with the task's id
+** (0: whatever runs, the pool is stopping). */
+enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5 };
+#define LP_PROC_SIGNAL SIGUSR1
+
 /* The first frame each way: who is at the other end. */
 #define LP_PROTOCOL 1
 typedef struct lp_hello {
@@ -68,5 +79,16 @@ typedef struct lp_hello {
   uint32_t lua;        /* LUA_VERSION_NUM */
   uint8_t luajit, gc64, ptrsize, pad;
 } lp_hello;
+
+/* Fills h from this build and the Lua it runs on (state.c). */
+void lp_hello_make(lp_hello *h);
+/* Checks the other end's HELLO body against ours; 0, or -1 with why. */
+int lp_hello_check(const lp_hello *mine, const char *body, size_t len, char *err, size_t errlen);
+
+/* CONFIG fields: a string is a varint (length + 1; 0 for none) and its
+** bytes, a number a varint. */
+int lp_field_put(lp_buf *b, const char *s, size_t len);  /* s NULL: none */
+/* 0 with *s (NULL for none, not NUL-terminated) and *len, or -1. */
+int lp_field_get(const unsigned char **p, const unsigned char *end, const char **s, size_t *len);
 
 #endif
