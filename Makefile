@@ -13,7 +13,7 @@ JOBS     ?= 2
 luapool_env = LUA_PATH="$(CURDIR)/lua/?.lua;;" LUA_CPATH="$(CURDIR)/build/$(1)/?.so;;"
 LUAPOOL_ENV := $(call luapool_env,luajit)
 
-.PHONY: all build build-% test test-luajit test-lua54 test-lua51 test-asan test-tsan test-rock example clean
+.PHONY: all build build-% test test-luajit test-lua54 test-lua51 test-asan test-tsan test-rock test-process fuzz example clean
 
 all: build
 build: build-luajit
@@ -38,6 +38,9 @@ FORCE:
 # Each suite prints busted's summary; scripts/test.sh adds them up.
 test-luajit: build-luajit
 	$(call luapool_env,luajit) $(LUAJIT) $(BUSTED) spec
+# The whole suite again with the process runtime as every pool's default.
+test-process: build-luajit
+	LUAPOOL_TEST_RUNTIME=process $(call luapool_env,luajit) $(LUAJIT) $(BUSTED) --helper=spec/support/runtime.lua spec
 test-lua54: build-lua54
 	$(call luapool_env,lua54) $(LUA54) $(BUSTED) spec
 test-lua51: build-lua51

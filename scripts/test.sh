@@ -4,7 +4,7 @@
 cd "$(dirname "$0")/.."
 mkdir -p build
 passed=0 failed=0 pending=0
-for suite in luajit lua54 lua51 asan tsan rock; do
+for suite in luajit process lua54 lua51 asan tsan rock; do
   log=build/test-$suite.log
   printf '== %s\n' "$suite"
   make --no-print-directory "test-$suite" >"$log" 2>&1

@@ -8,6 +8,7 @@ local until_true = helpers.poll_until
 
 local STATE = "spec/fixtures/lc_state.lua"
 local jit = rawget(_G, "jit")
+local it_threads = helpers.threads_only(it, pending)
 
 local scope = helpers.scope { quiet_destroy = true }
 after_each(scope.cleanup)  -- creates every tmpname() file first: releases any spin_until
@@ -73,7 +74,7 @@ describe("recycleWorkers", function()
     assert.equal(1, (queued:get()))  -- on the new worker's fresh state
   end)
 
-  it("runs teardown on each recycled state and refuses the process runtime for now", function()
+  it("runs teardown on each recycled state", function()
     local log = tmpname()
     local pool = new { filename = STATE, teardown = "teardown", minThreads = 2, maxThreads = 2,
                        workerData = log }
@@ -82,7 +83,7 @@ describe("recycleWorkers", function()
     local ids = lines(log)
     table.sort(ids)
     assert.same({ "1", "2" }, ids)
-    local ok, err = pcall(pool.recycleWorkers, pool, { runtime = "process" })
+    local ok, err = pcall(pool.recycleWorkers, pool, { runtime = "fibers" })
     assert.is_false(ok)
     assert.equal("invalid_option", err.code)
   end)
@@ -163,7 +164,8 @@ describe("stopping running tasks", function()
     assert.equal(2, pool:run(nil, { timeout = 60000 }):get())
   end)
 
-  it("gives up on a worker that takes no interrupt after terminateTimeout", function()
+  -- the process runtime kills such a worker instead: spec/process_spec.lua
+  it_threads("gives up on a worker that takes no interrupt after terminateTimeout", function()
     local pool = new { filename = STATE, minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
     local errors, destroyed = {}, 0
     pool:on("error", function(e) errors[#errors + 1] = e end)
@@ -182,7 +184,7 @@ describe("stopping running tasks", function()
     assert.equal(1, pool:run():get())  -- a new worker in the slot
   end)
 
-  it("destroy never hangs on such a worker", function()
+  it_threads("destroy never hangs on such a worker", function()
     if not jit then pending("PUC Lua interrupts every loop") return end
     local pool = new { filename = STATE, minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
     local t = pool:run(2e9, { name = "compiled" })

@@ -8,7 +8,7 @@
 -- tp_counter task file counts 0, 1, 2, ... per state, and starts again at 0), a
 -- task count of 0 in pool.threads, and the workerDestroy / workerCreate events.
 --
--- Not ported: the child_process half of each test (runtime = "process" is not built).
+-- The child_process half of each test: this file under `make test-process`.
 local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
 local poll_until = helpers.poll_until

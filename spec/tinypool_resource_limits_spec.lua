@@ -7,7 +7,7 @@
 -- Tinypool tells a recycled worker by its new threadId; here tp_leak.lua counts the
 -- tasks its Lua state has run, which starts again at 1 in a new worker.
 --
--- Not ported: the child_process half of each test (runtime = "process" is not built).
+-- The child_process half of each test: this file under `make test-process`.
 local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 local rejection, poll_until = helpers.rejection, helpers.poll_until

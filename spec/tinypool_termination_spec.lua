@@ -9,12 +9,14 @@
 -- Lua the same loop is interrupted at once, so each spec asserts what the runtime
 -- really does (spin.STUCK tells which).
 --
--- Not ported as they are: the child_process runtime and Tinypool's `channel` option
--- (runtime = "process" is not built); "writing to terminating worker does not crash"
+-- The child_process runtime: this file under `make test-process` (the two specs of a
+-- loop in the host's memory are threads only). Not ported as they are: Tinypool's
+-- `channel` option; "writing to terminating worker does not crash"
 -- is turned around (the worker keeps posting messages while the pool goes away), and
 -- "recycling workers while closing pool does not crash" uses isolated threads.
 local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
+local it_threads = helpers.threads_only(it, pending)
 local gate = require "spec.support.gate"
 local errmsg, rejection = helpers.errmsg, helpers.rejection
 local assert_error, poll_until = helpers.assert_error, helpers.poll_until
@@ -46,7 +48,9 @@ describe("tinypool termination", function()
   end
 
   -- "termination timeout throws when worker does not terminate in time"
-  it("gives up on a worker that does not stop within terminateTimeout, and replaces it", function()
+  -- tp_spin.lua's loop shares the host's memory: threads only (process_spec.lua
+  -- has the process runtime's compiled loop)
+  it_threads("gives up on a worker that does not stop within terminateTimeout, and replaces it", function()
     local terminate = 100
     local pool = new_pool { filename = spin.FILE, minThreads = 1, maxThreads = 2,
                             isolateWorkers = true, terminateTimeout = spin.STUCK and terminate or 10000 }
@@ -95,7 +99,7 @@ describe("tinypool termination", function()
 
   -- "termination timeout throws when worker does not terminate in time", reached by
   -- the run option timeout rather than a cancel
-  it("rejects a spinning task with timeout and replaces its worker", function()
+  it_threads("rejects a spinning task with timeout and replaces its worker", function()
     local pool = new_pool { filename = spin.FILE, minThreads = 1, maxThreads = 1,
                             terminateTimeout = spin.STUCK and 100 or 10000 }
     local log = watch(pool)

@@ -205,6 +205,24 @@ static void heap_seen(lp_worker *w, const lp_frame *f) {
 
 /* ---- the runtime ------------------------------------------------------- */
 
+/* Reads frames up to the child's READY: its state is open (again). */
+static int await_ready(lp_worker *w, char *err, size_t errlen) {
+  lp_proc *c = &w->proc;
+  lp_frame f;
+  int r;
+  while ((r = lp_reader_next(&c->rd, &f)) > 0 && forward(w, &f)) {}
+  if (r > 0 && f.kind == LP_FRAME_READY && !f.flags && f.len == 8) {
+    heap_seen(w, &f);
+    return 0;
+  }
+  kill_child(c);
+  if (r > 0 && f.kind == LP_FRAME_READY && f.flags)
+    snprintf(err, errlen, "%.*s", (int)(f.len < 512 ? f.len : 512), f.body);
+  else
+    snprintf(err, errlen, "worker %d: its process failed before it was ready", w->slot + 1);
+  return -1;
+}
+
 /* Reads the child's HELLO and its READY; 0, or -1 with err. */
 static int handshake(lp_worker *w, char *err, size_t errlen) {
   lp_proc *c = &w->proc;
@@ -227,17 +245,7 @@ static int handshake(lp_worker *w, char *err, size_t errlen) {
     snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
     return -1;
   }
-  while ((r = lp_reader_next(&c->rd, &f)) > 0 && forward(w, &f)) {}
-  if (r > 0 && f.kind == LP_FRAME_READY && !f.flags && f.len == 8) {
-    heap_seen(w, &f);
-    return 0;
-  }
-  kill_child(c);
-  if (r > 0 && f.kind == LP_FRAME_READY && f.flags)
-    snprintf(err, errlen, "%.*s", (int)(f.len < 512 ? f.len : 512), f.body);
-  else
-    snprintf(err, errlen, "worker %d: its process failed before it was ready", w->slot + 1);
-  return -1;
+  return await_ready(w, err, errlen);
 }
 
 static int pr_open(lp_worker *w, char *err, size_t errlen) {
@@ -320,5 +328,11 @@ static void pr_kill(lp_worker *w) {
   kill_child(&w->proc);
 }
 
-const lp_runtime lp_rt_process = {"process", pr_open, pr_run, NULL, pr_close, pr_interrupt,
+/* With isolateWorkers the child makes its next state as soon as it has sent
+** a result; this waits for it (and its teardown's events) while idle. */
+static int pr_renew(lp_worker *w, char *err, size_t errlen) {
+  return await_ready(w, err, errlen);
+}
+
+const lp_runtime lp_rt_process = {"process", pr_open, pr_run, pr_renew, pr_close, pr_interrupt,
                                   pr_kill};

@@ -209,12 +209,8 @@ static void serve(worker *wk, const lp_frame *f) {
   wk->outcome.len = 0;
   if (lp_write_all(LP_FD_OUT, &wk->out)) _exit(EXIT_HOST_GONE);
   if (!stopped && wk->cfg.isolate) {  /* the next task's fresh state, made now */
-    char err[256];
     lp_state_close(&wk->st);
-    if (lp_state_open(&wk->st, err, sizeof err)) {
-      host_event(wk, err);
-      _exit(1);
-    }
+    open_state(wk);  /* the host waits for its READY while idle */
   }
 }
 

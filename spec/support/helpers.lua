@@ -16,6 +16,21 @@ local exists, tmpname, touch = files.exists, files.tmpname, files.touch
 helpers.exists, helpers.tmpname, helpers.touch, helpers.lines = exists, tmpname, touch, files.lines
 
 -- ---------------------------------------------------------------------------
+-- Runtimes
+
+-- The runtime the suite runs under (spec/support/runtime.lua): "threads" or "process".
+helpers.RUNTIME = os.getenv("LUAPOOL_TEST_RUNTIME") or ""
+if helpers.RUNTIME == "" then helpers.RUNTIME = "threads" end
+
+-- `it` for a spec of what only thread workers do (a stuck thread detached, a worker
+-- that shares the host's memory); pending under the process runtime. Pass busted's
+-- `it` and `pending`, which spec files have and modules do not.
+function helpers.threads_only(it, pending)
+  if helpers.RUNTIME == "threads" then return it end
+  return function(name) pending(name .. " (threads runtime only)") end
+end
+
+-- ---------------------------------------------------------------------------
 -- Errors
 
 -- The message of a luapool error, or any other value as a string.
