@@ -1,0 +1,302 @@
+-- What only the process runtime does: choosing it, a worker process that crashes,
+-- exits or breaks its pipe, a loop that takes no interrupt killed with its process,
+-- env, the version handshake, and being a good citizen in the host (its own pids
+-- only, no process left behind). The rest of the suite runs under the process
+-- runtime too (make test-process).
+local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+local rejection, poll_until = helpers.rejection, helpers.poll_until
+local jit = rawget(_G, "jit")
+
+local FAULTS = "spec/fixtures/pr_faults.lua"
+
+-- Whether a process runs: /proc/<pid> exists and is not a zombie.
+local function running(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("*a")
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- The number a task wrote to path, once it is there.
+local function read_pid(pool, path)
+  local pid
+  poll_until(pool, function()
+    local f = io.open(path)
+    pid = f and tonumber(f:read("*a"))
+    if f then f:close() end
+    return pid ~= nil
+  end, "the worker's pid in " .. path)
+  return pid
+end
+
+-- Waits (up to 60 s, looking every 10 ms) until no process runs as pid.
+local function until_gone(pid)
+  local deadline = os.time() + 60
+  while running(pid) do
+    assert(os.time() < deadline, "process " .. pid .. " still runs after 60 s")
+    os.execute("sleep 0.01")
+  end
+end
+
+describe("process runtime", function()
+  local scope = helpers.scope { quiet_destroy = true }
+  after_each(scope.cleanup)
+  local new_pool, tmpname = scope.new_pool, scope.tmpname
+
+  local function new(options)
+    options.runtime = options.runtime or "process"
+    options.filename = options.filename or FAULTS
+    return new_pool(options)
+  end
+
+  describe("choosing", function()
+    it("takes Tinypool's names too and shows the resolved one in options.runtime", function()
+      for name, resolved in pairs { process = "process", child_process = "process",
+                                    threads = "threads", worker_threads = "threads" } do
+        local pool = new { runtime = name, minThreads = 1, maxThreads = 1 }
+        assert.equal(resolved, pool.options.runtime)
+        local main, worker, id, runtime = pool:run(nil, { name = "view" }):get()
+        assert.same({ false, true, 1, resolved }, { main, worker, id, runtime })
+        pool:destroy()
+      end
+      local e = helpers.raised(luapool.new, { runtime = "fibers" })
+      assert.equal("invalid_option", e.code)
+      assert.truthy(e.message:find("options.runtime", 1, true))
+    end)
+
+    it("runs each worker in a process of its own, not the host's", function()
+      local pool = new { minThreads = 2, maxThreads = 2 }
+      local pids = {}
+      for _, t in ipairs(pool:runAll(nil, { name = "pid" })) do pids[#pids + 1] = t:get() end
+      assert.equal(2, #pids)
+      assert.are_not.equal(pids[1], pids[2])
+      local self = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
+      for _, pid in ipairs(pids) do
+        assert.are_not.equal(tonumber(self), pid)
+        assert.is_true(running(pid))
+      end
+    end)
+
+    it("switches every worker with recycleWorkers { runtime = ... }, both ways", function()
+      local pool = new { minThreads = 2, maxThreads = 2 }
+      local function runtimes()
+        local seen = {}
+        for _, t in ipairs(pool:runAll(nil, { name = "view" })) do
+          seen[#seen + 1] = select(4, t:get())
+        end
+        return seen
+      end
+      assert.same({ "process", "process" }, runtimes())
+      pool:recycleWorkers { runtime = "threads" }
+      assert.equal("threads", pool.options.runtime)
+      assert.same({ "threads", "threads" }, runtimes())
+      pool:recycleWorkers { runtime = "child_process" }
+      assert.equal("process", pool.options.runtime)
+      assert.same({ "process", "process" }, runtimes())
+    end)
+  end)
+
+  describe("faults", function()
+    -- Runs the named fault on a one-worker pool with a task queued behind it: only
+    -- the faulting task is rejected, with worker_exited and a message matching cause;
+    -- the queued one runs on the new worker.
+    local function fault(name, cause, value)
+      local pool = new { minThreads = 1, maxThreads = 1 }
+      local created, destroyed = 0, 0
+      pool:on("workerCreate", function() created = created + 1 end)
+      pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
+      local first = pool:run(nil, { name = "pid" }):get()
+      local bad = pool:run(value, { name = name })
+      local after = pool:run(nil, { name = "pid" })
+      local e = rejection(bad)
+      assert.equal("worker_exited", e.code)
+      assert.truthy(e.message:find(cause), e.message)
+      assert.equal(1, e.workerId)
+      local second = after:get()
+      assert.are_not.equal(first, second)
+      poll_until(pool, function() return destroyed >= 1 and created >= 2 end, "a new worker")
+      assert.is_false(running(first))
+      return e
+    end
+
+    it("rejects a task whose worker dereferences NULL through the FFI: killed by SIGSEGV", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault("segv", "^Worker exited unexpectedly: killed by SIGSEGV$")
+    end)
+
+    it("rejects a task whose worker calls abort(): killed by SIGABRT", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault("abort", "^Worker exited unexpectedly: killed by SIGABRT$")
+    end)
+
+    it("rejects a task that calls os.exit(3) with its code, as threads do", function()
+      local e = fault("exit", "^Worker exited with code 3$", 3)
+      assert.equal(3, e.value)
+    end)
+
+    it("rejects a task whose process really exits: exited with status 3", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault("exit_now", "^Worker exited unexpectedly: exited with status 3$", 3)
+    end)
+
+    it("rejects a task whose worker writes a corrupt frame, and kills that worker", function()
+      fault("corrupt", "^Worker exited unexpectedly: it sent a corrupt frame and was killed")
+    end)
+
+    it("rejects a task whose worker writes a truncated frame and ends", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault("truncated", "^Worker exited unexpectedly: it sent a corrupt frame")
+    end)
+
+    it("rejects a task whose worker closes its pipe", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault("close_pipe", "^Worker exited unexpectedly: exited with status %d+$")
+    end)
+
+    it("rejects a task whose worker is killed from outside with kill -9", function()
+      local pool = new { minThreads = 1, maxThreads = 1 }
+      local path, release = tmpname(), tmpname()
+      local t = pool:run({ path = path, release = release }, { name = "block" })
+      local queued = pool:run(nil, { name = "pid" })
+      local pid = read_pid(pool, path)
+      assert.is_true(os.execute("kill -9 " .. pid) ~= false)
+      local e = rejection(t)
+      assert.equal("worker_exited", e.code)
+      assert.equal("Worker exited unexpectedly: killed by SIGKILL", e.message)
+      assert.are_not.equal(pid, queued:get())
+      assert.is_false(running(pid))
+    end)
+  end)
+
+  describe("stopping", function()
+    it("kills a worker in a loop that takes no interrupt after terminateTimeout", function()
+      local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
+      local errors, destroyed = {}, 0
+      pool:on("error", function(e) errors[#errors + 1] = e end)
+      pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
+      local path = tmpname()
+      local t = pool:run(path, { name = "spin", timeout = 100 })
+      local pid = read_pid(pool, path)
+      assert.equal("timeout", rejection(t).code)
+      poll_until(pool, function() return destroyed >= 1 end, "the worker to be replaced")
+      assert.is_false(running(pid))  -- reaped: its CPU is gone with it
+      assert.same({}, errors)        -- nothing was left running
+      assert.equal("number", type(pool:run(nil, { name = "pid" }):get()))
+    end)
+
+    it("cancels a running task the same way", function()
+      local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
+      local path = tmpname()
+      local t = pool:run(path, { name = "spin" })
+      local pid = read_pid(pool, path)
+      assert.is_true(t:cancel())
+      assert.equal("aborted", rejection(t).code)
+      poll_until(pool, function() return not running(pid) end, "the process to be killed")
+    end)
+
+    it("destroys a pool whose worker loops, without hanging or leaving it behind", function()
+      local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
+      local path = tmpname()
+      local t = pool:run(path, { name = "spin" })
+      local pid = read_pid(pool, path)
+      pool:destroy()  -- raises no terminate_timeout: nothing is left running
+      assert.equal("terminated", rejection(t).code)
+      assert.is_false(running(pid))
+      assert.is_nil(io.open("/proc/" .. pid .. "/stat"), "a zombie was left behind")
+    end)
+
+    it("leaves no process and no zombie after destroy", function()
+      local pool = new { minThreads = 3, maxThreads = 3 }
+      local pids = {}
+      for _, t in ipairs(pool:runAll(nil, { name = "pid" })) do pids[#pids + 1] = t:get() end
+      pool:destroy()
+      for _, pid in ipairs(pids) do
+        assert.is_nil(io.open("/proc/" .. pid .. "/stat"), "process " .. pid .. " is still there")
+      end
+    end)
+  end)
+
+  describe("env", function()
+    it("is exactly the workers' environment when given", function()
+      local pool = new { minThreads = 1, maxThreads = 1, env = { LUAPOOL_SPEC = "yes", N = 42 } }
+      assert.equal("yes", pool:run("LUAPOOL_SPEC", { name = "env" }):get())
+      assert.equal("42", pool:run("N", { name = "env" }):get())
+      assert.is_nil(pool:run("PATH", { name = "env" }):get())
+    end)
+
+    it("is the host's by default", function()
+      local pool = new { minThreads = 1, maxThreads = 1 }
+      assert.equal(os.getenv("PATH"), pool:run("PATH", { name = "env" }):get())
+    end)
+
+    it("is refused for threads, whose environment is the host's", function()
+      local e = helpers.raised(luapool.new, { runtime = "threads", env = { A = "1" } })
+      assert.equal("invalid_option", e.code)
+      assert.truthy(e.message:find("options.env", 1, true))
+      e = helpers.raised(luapool.new, { env = { A = "1" } })
+      assert.equal("invalid_option", e.code)
+      e = helpers.raised(luapool.new, { runtime = "process", env = { ["A=B"] = "1" } })
+      assert.equal("invalid_option", e.code)
+    end)
+  end)
+
+  it("refuses a worker program built for another Lua with load_error", function()
+    -- LUAPOOL_WORKER_FAKE_LUA is the worker program's test hook: it claims that version
+    local pool = new { minThreads = 1, maxThreads = 1, env = { LUAPOOL_WORKER_FAKE_LUA = "400" } }
+    local errors = {}
+    pool:on("error", function(e) errors[#errors + 1] = e end)
+    local ok, e = pcall(function() return pool:run(nil, { name = "pid" }):get() end)
+    assert.is_false(ok)
+    assert.equal("load_error", e.code)
+    assert.truthy(e.message:find("cannot serve this host: it runs ", 1, true), e.message)
+    poll_until(pool, function() return #errors >= 1 end, "the error event")
+    e = helpers.raised(pool.run, pool, nil, { name = "pid" })  -- and from then on at once
+    assert.equal("load_error", e.code)
+  end)
+
+  it("keeps io.popen and os.execute exit statuses while it works", function()
+    local pool = new { minThreads = 2, maxThreads = 2 }
+    local v52 = _VERSION ~= "Lua 5.1"
+    for i = 1, 20 do
+      local tasks = {}
+      for k = 1, 4 do tasks[k] = pool:run(nil, { name = "pid" }) end
+      local p = io.popen("exit " .. (i % 5 + 1))
+      local a, b, c = p:close()
+      local x, y, z = os.execute("exit " .. (i % 7 + 1))
+      if v52 or (jit and b ~= nil) then  -- with the 5.2 statuses
+        assert.same({ nil, "exit", i % 5 + 1 }, { a, b, c })
+        assert.same({ nil, "exit", i % 7 + 1 }, { x, y, z })
+      else
+        assert.equal((i % 7 + 1) * 256, x)  -- system()'s status, as 5.1 gives it
+      end
+      for k = 1, 4 do tasks[k]:get() end
+    end
+  end)
+
+  it("leaves no worker behind when its host is killed with SIGKILL", function()
+    local interpreter = jit and "luajit" or ("lua" .. _VERSION:match("%d%.%d"))
+    local script = tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local luapool = require "luapool"
+      local pool = luapool.new { runtime = "process", filename = "]], FAULTS, [[",
+                                 minThreads = 2, maxThreads = 2 }
+      local busy = {}
+      for i, t in ipairs(pool:runAll(nil, { name = "pid" })) do print(t:get()) end
+      busy[1] = pool:run("]], tmpname(), [[", { name = "spin" })
+      print(io.open("/proc/self/stat"):read("*l"):match("^(%d+)"))
+      io.stdout:flush()
+      busy[1]:get()
+    ]])
+    f:close()
+    local host = io.popen("exec " .. interpreter .. " " .. script)
+    local workers = { tonumber(host:read("*l")), tonumber(host:read("*l")) }
+    local hostpid = tonumber(host:read("*l"))
+    assert.is_true(running(workers[1]) and running(workers[2]) and running(hostpid))
+    os.execute("kill -9 " .. hostpid)
+    host:close()
+    for _, pid in ipairs(workers) do until_gone(pid) end
+  end)
+end)
