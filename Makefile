@@ -59,6 +59,11 @@ test-rock:
 test:
 	sh scripts/test.sh
 
+# libFuzzer over what hosts read from worker processes (clang); FUZZ_SECONDS long.
+FUZZ_SECONDS ?= 60
+fuzz:
+	sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
 example: build-luajit
 	$(LUAPOOL_ENV) $(LUAJIT) examples/primes.lua
 
