@@ -92,7 +92,7 @@ static int core_new(lua_State *L) {
     return fail(L, "serialize", p->enc.err);
   if (lp_pool_init(p)) {
     b->p = NULL;
-    lp_pool_shutdown(p, -1);
+    lp_pool_shutdown(p, LP_FOREVER_MS);
     lp_pool_release(p);
     return fail(L, "worker_exited", "no worker thread could be started");
   }

@@ -514,8 +514,8 @@ static void free_msgs(lp_pool *p, lp_msg *m) {
 }
 
 int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
-  int i, stuck = 0;
-  uint64_t deadline, idle_deadline;
+  int i, stuck = 0, forever;
+  uint64_t deadline = 0, idle_deadline = 0;
   if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
@@ -527,20 +527,27 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     lp_interrupt(w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
-  if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
+  forever = !(terminate_ms < LP_FOREVER_MS);  /* NaN too */
   /* An idle worker is not stuck: it closes its state (and runs teardown)
   ** on its way out; it gets at least IDLE_GRACE_MS for that. */
-  deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
-  idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
-                                                                          : IDLE_GRACE_MS) * 1e6);
+  if (!forever) {
+    if (terminate_ms < 0) terminate_ms = 0;
+    deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+    idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
+                                                                            : IDLE_GRACE_MS) * 1e6);
+  }
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
     int busy;
     if (!w || w->joined) continue;
+    if (forever) {  /* no limit: wait for it, however long it takes */
+      join_worker(w);
+      continue;
+    }
     pthread_mutex_lock(&p->lock);
     busy = w->task != NULL;
     pthread_mutex_unlock(&p->lock);
-    if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
+    if (lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
       continue;
     }

@@ -137,8 +137,9 @@ int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
 /* Main thread. */
 lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
 int lp_pool_init(lp_pool *p);                 /* starts minThreads workers */
-/* Stops every worker, giving each terminate_ms to end (negative: for ever);
-** detaches those that do not and returns how many. Then frees what it can. */
+/* Stops every worker, giving each terminate_ms to end (LP_FOREVER_MS or more:
+** waits for ever); detaches those that do not and returns how many. Then
+** frees what it can. */
 int lp_pool_shutdown(lp_pool *p, double terminate_ms);
 void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
