@@ -49,67 +49,81 @@ local cpus = core.cpus()
 -- like Node's os.availableParallelism()).
 function luapool.cpus() return cpus end
 
-local function is_int(v, min)
-  return type(v) == "number" and v == math.floor(v) and v >= min
+-- Every option: its kind and, for numbers, its range. One place checks them
+-- all, and a message names the option and what it takes.
+local MAX_THREADS = 4096
+local MAX_BYTES = 2 ^ 53      -- integers past this are not exact as numbers
+local MIN_HEAP = 256 * 1024   -- a fresh worker state holds 22-37 KiB; room to run tasks
+local option_rules = {
+  filename = { kind = "string" },
+  handler = { kind = "function" },
+  name = { kind = "string" },
+  teardown = { kind = "string" },
+  minThreads = { kind = "integer", min = 0, max = MAX_THREADS },
+  maxThreads = { kind = "integer", min = 1, max = MAX_THREADS },
+  idleTimeout = { kind = "duration" },
+  terminateTimeout = { kind = "duration" },
+  maxQueue = { kind = "integer", min = 0, max = MAX_BYTES, huge = true, auto = true },
+  isolateWorkers = { kind = "boolean" },
+  maxMemoryLimitBeforeRecycle = { kind = "integer", min = 1, max = MAX_BYTES, unit = "bytes" },
+  resourceLimits = { kind = "table", fields = {
+    maxHeapBytes = { kind = "integer", min = MIN_HEAP, max = MAX_BYTES, unit = "bytes" },
+  } },
+  runtime = { kind = "enum", values = { threads = "threads", process = "process",
+                                        worker_threads = "threads", child_process = "process" } },
+  env = { kind = "table" },
+  workerData = { kind = "any" },
+}
+
+-- What a rule takes, in words, for the message.
+local function describe_rule(r)
+  if r.kind == "integer" then
+    local s = ("an integer from %d to %.0f"):format(r.min, r.max)
+    if r.unit then s = s .. " " .. r.unit end
+    if r.huge then s = s .. ", or math.huge" end
+    if r.auto then s = s .. ', or "auto"' end
+    return s
+  elseif r.kind == "duration" then
+    return "a non-negative number of milliseconds (math.huge: no limit)"
+  elseif r.kind == "enum" then
+    local names = {}
+    for k in pairs(r.values) do names[#names + 1] = ("%q"):format(k) end
+    table.sort(names)
+    return "one of " .. table.concat(names, ", ")
+  end
+  return "a " .. r.kind
+end
+
+local function valid(r, v)
+  local k = r.kind
+  if k == "any" then return true end
+  if k == "integer" then
+    if (r.auto and v == "auto") or (r.huge and v == math.huge) then return true end
+    return type(v) == "number" and v == math.floor(v) and v >= r.min and v <= r.max
+  end
+  if k == "duration" then return type(v) == "number" and v >= 0 end  -- NaN fails
+  if k == "enum" then return r.values[v] ~= nil end
+  return type(v) == k
+end
+
+local function check_fields(o, rules, prefix)
+  for k, v in pairs(o) do
+    local r = rules[k]
+    if not r then raise("invalid_option", "unknown option '" .. prefix .. tostring(k) .. "'") end
+    if not valid(r, v) then
+      raise("invalid_option", ("options.%s%s must be %s, not %s"):format(prefix, k,
+            describe_rule(r), type(v) == "string" and ("%q"):format(v) or tostring(v)))
+    end
+    if r.fields then check_fields(v, r.fields, prefix .. k .. ".") end
+  end
 end
 
 local function check_options(o)
   if o == nil then o = {} end
   if type(o) ~= "table" then raise("invalid_option", "options must be a table") end
-  local known = {
-    filename = true, handler = true, name = true, minThreads = true,
-    maxThreads = true, idleTimeout = true, maxQueue = true, isolateWorkers = true,
-    terminateTimeout = true, maxMemoryLimitBeforeRecycle = true,
-    resourceLimits = true, runtime = true, env = true, workerData = true,
-    teardown = true,
-  }
-  for k in pairs(o) do
-    if not known[k] then raise("invalid_option", "unknown option '" .. tostring(k) .. "'") end
-  end
-  local function bad(name, what)
-    raise("invalid_option", "options." .. name .. " must be " .. what)
-  end
-  if o.filename ~= nil and type(o.filename) ~= "string" then bad("filename", "a string or nil") end
-  if o.handler ~= nil and type(o.handler) ~= "function" then bad("handler", "a function or nil") end
-  if o.name ~= nil and type(o.name) ~= "string" then bad("name", "a string or nil") end
-  if o.minThreads ~= nil and not is_int(o.minThreads, 0) then
-    bad("minThreads", "a non-negative integer")
-  end
-  if o.maxThreads ~= nil and not is_int(o.maxThreads, 1) then
-    bad("maxThreads", "a positive integer")
-  end
-  if o.idleTimeout ~= nil and not (type(o.idleTimeout) == "number" and o.idleTimeout >= 0) then
-    bad("idleTimeout", "a non-negative number of milliseconds")
-  end
-  if o.maxQueue ~= nil and o.maxQueue ~= "auto" and
-     not (is_int(o.maxQueue, 0) or o.maxQueue == math.huge) then
-    bad("maxQueue", 'a non-negative integer or "auto"')
-  end
-  if o.isolateWorkers ~= nil and type(o.isolateWorkers) ~= "boolean" then
-    bad("isolateWorkers", "a boolean")
-  end
-  if o.runtime ~= nil and o.runtime ~= "threads" and o.runtime ~= "process" then
-    bad("runtime", '"threads" or "process"')
-  end
-  if o.terminateTimeout ~= nil and
-     not (type(o.terminateTimeout) == "number" and o.terminateTimeout >= 0) then
-    bad("terminateTimeout", "a non-negative number of milliseconds")
-  end
-  if o.maxMemoryLimitBeforeRecycle ~= nil and not is_int(o.maxMemoryLimitBeforeRecycle, 1) then
-    bad("maxMemoryLimitBeforeRecycle", "a positive number of bytes")
-  end
-  if o.resourceLimits ~= nil then
-    if type(o.resourceLimits) ~= "table" then bad("resourceLimits", "a table") end
-    for k, v in pairs(o.resourceLimits) do
-      if k ~= "maxHeapBytes" then
-        raise("invalid_option", "unknown option 'resourceLimits." .. tostring(k) .. "'")
-      end
-      if not is_int(v, 1) then bad("resourceLimits.maxHeapBytes", "a positive number of bytes") end
-    end
-  end
-  if o.teardown ~= nil and type(o.teardown) ~= "string" then bad("teardown", "a string") end
+  check_fields(o, option_rules, "")
   -- The process runtime is not built yet: say so rather than run threads.
-  if o.runtime == "process" then
+  if option_rules.runtime.values[o.runtime] == "process" then
     raise("invalid_option", 'options.runtime = "process" is not supported yet')
   end
   if o.env ~= nil then
@@ -123,7 +137,7 @@ local function check_options(o)
   r.name = o.name or "default"
   r.idleTimeout = o.idleTimeout or 0
   r.isolateWorkers = o.isolateWorkers or false
-  r.runtime = o.runtime or "threads"
+  r.runtime = option_rules.runtime.values[o.runtime or "threads"]
   r.minThreads = o.minThreads or math.max(1, math.floor(cpus / 2))
   r.maxThreads = o.maxThreads or cpus
   if o.minThreads ~= nil and o.maxThreads ~= nil then
