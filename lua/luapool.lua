@@ -40,6 +40,29 @@ function luapool.isError(v)
   return getmetatable(v) == Error
 end
 
+-- A bad argument to a function of the API: `fname: what was wrong`.
+local function bad_argument(fname, what)
+  error(new_error("invalid_argument", fname .. ": " .. what), 3)
+end
+
+local function describe_value(v)
+  return type(v) == "string" and ("%q"):format(v) or tostring(v)
+end
+
+-- nil, or a duration in ms: non-negative, math.huge for no limit (NaN fails).
+local function check_duration(fname, ms)
+  if ms ~= nil and not (type(ms) == "number" and ms >= 0) then
+    bad_argument(fname, "timeout must be a non-negative number of milliseconds " ..
+                 "(math.huge: no limit), not " .. describe_value(ms))
+  end
+end
+
+local function check_function(fname, fn)
+  if type(fn) ~= "function" then
+    bad_argument(fname, "expects a function, not " .. describe_value(fn))
+  end
+end
+
 ---------------------------------------------------------------------------
 -- Options
 
@@ -174,16 +197,15 @@ function Task:status()
   if not self._state then
     local s = self._pool._core and self._pool._core:status(self._p)
     if s ~= "done" then return s end
-    self._pool:poll()
+    -- settle what the core has finished; callbacks wait for poll, wait, get, map
+    self._pool._core:poll(0, self._pool._settle)
     return self._state or "running"
   end
   return self._state
 end
 
 function Task:wait(timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("task:wait: timeout must be a number of milliseconds", 2)
-  end
+  check_duration("task:wait", timeout)
   return self._pool:_await(self, timeout)
 end
 
@@ -201,7 +223,7 @@ end
 -- Callbacks wait in the task (one needs no list) until it settles; then the
 -- pool's queue of due tasks runs them, inside poll, wait, get or map.
 function Task:onDone(fn)
-  if type(fn) ~= "function" then error("task:onDone: expects a function", 2) end
+  check_function("task:onDone", fn)
   local cb = self._cb
   if not cb then self._cb = fn
   elseif type(cb) == "table" then cb[#cb + 1] = fn
@@ -269,11 +291,24 @@ local fields = {}
 local events = { message = true, drain = true, error = true,
                  workerCreate = true, workerDestroy = true }
 
+-- Events wait in the pool's queue of due callbacks, in the order they
+-- happened, beside settled tasks; run_due fires them.
+local Event = {}
+Event.__index = Event
+
 local function emit(self, name, ...)
-  local list = self._handlers[name]
-  if list then
-    for i = 1, #list do list[i](...) end
-  end
+  if not self._handlers[name] then return end
+  local t = self._dtail + 1
+  self._dtail = t
+  self._dueq[t] = setmetatable({ name = name, n = select("#", ...), ... }, Event)
+end
+
+-- The next handler of an event, or nil when all have run.
+function Event:_next_callback(self_pool)
+  local list = self_pool._handlers[self.name]
+  local i = (self.i or 0) + 1
+  self.i = i
+  return list and list[i]
 end
 
 -- Timeouts that passed abort their tasks; workers that were interrupted and
@@ -332,37 +367,43 @@ local function next_timer(self)
   return first and math.max(0, first - now())
 end
 
--- Runs the callbacks of settled tasks, one at a time from a queue kept on
--- the pool: if one raises, the error goes to the caller and the rest stay
--- queued for the next poll. Returns how many tasks it finished.
-local function run_due(self)
-  local q, n = self._dueq, 0
+-- Runs the callbacks of settled tasks and the handlers of events, one at a
+-- time from a queue kept on the pool: if one raises, the error goes to the
+-- caller and the rest stay queued for the next poll. Never nested: a
+-- callback that waits (get, wait, map) settles tasks, and their callbacks
+-- run after it returns.
+local function run_queue(self)
+  local q = self._dueq
   while self._dhead <= self._dtail do
     local i = self._dhead
-    local task = q[i]
-    local fn = task:_next_callback()
-    if fn then
-      task:_call(fn)
+    local item = q[i]
+    if getmetatable(item) == Event then
+      local fn = item:_next_callback(self)
+      if fn then fn(unpack(item, 1, item.n)) else q[i] = nil; self._dhead = i + 1 end
     else
-      q[i] = nil
-      self._dhead = i + 1
-      n = n + 1
+      local fn = item:_next_callback()
+      if fn then item:_call(fn) else q[i] = nil; self._dhead = i + 1 end
     end
   end
   self._dhead, self._dtail = 1, 0
-  return n
 end
 
--- After settling: timers, due callbacks, then "drain" if nothing is left.
+local function run_due(self)
+  if self._in_callback then return end
+  self._in_callback = true
+  local ok, err = pcall(run_queue, self)
+  self._in_callback = false
+  if not ok then error(err, 0) end
+end
+
+-- After settling: timers, "drain" if nothing is left, then what is due.
 local function after_poll(self)
   if self._ntimed + self._nstopping > 0 and self._core then run_timers(self) end
-  local n = 0
-  if self._dhead <= self._dtail then n = run_due(self) end
   if self._npending == 0 and not self._drained then
     self._drained = true
     emit(self, "drain")
   end
-  return n
+  if self._dhead <= self._dtail then run_due(self) end
 end
 
 -- A task leaves the pool's books: its timer and its signal forget it.
@@ -370,6 +411,7 @@ local function forget(self, task)
   self._pending[task._p] = nil
   self._npending = self._npending - 1
   self._completed = self._completed + 1
+  self._settled = self._settled + 1
   task._p = nil
   if task._deadline then
     self._timed[task] = nil
@@ -422,6 +464,7 @@ function luapool.new(options)
     teardown = opts.teardown,
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
+    terminateTimeout = opts.terminateTimeout,  -- for __gc
   }
   if opts.filename then  -- a missing file or a syntax error fails here
     local f, err = loadfile(opts.filename)
@@ -434,7 +477,8 @@ function luapool.new(options)
   if not c then raise(code, msg) end
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0,
-    _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks whose callbacks are due
+    _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due
+    _settled = 0,                    -- tasks settled by the core or an abort, for poll's count
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
@@ -533,6 +577,9 @@ function methods.run(self, value, opts)
 end
 
 function methods.runAll(self, value, opts)
+  if self._closed then
+    raise("destroyed", self._destroyed and "The pool is destroyed" or "The pool is closed")
+  end
   local list = {}
   for _, t in ipairs(self._core and self._core:threads() or {}) do
     list[#list + 1] = submit(self, value, opts, t.id)
@@ -575,19 +622,19 @@ end
 -- timeout (ms, an addition to the contract): wait that long at most for
 -- something to settle; without it poll never blocks.
 function methods.poll(self, timeout)
-  if self._destroyed then return after_poll(self) end
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("pool:poll: timeout must be a number of milliseconds", 2)
+  check_duration("pool:poll", timeout)
+  local before = self._settled
+  after_poll(self)
+  if self._core then  -- else destroyed, maybe by a callback
+    timeout = timeout or 0
+    if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
+      local timer = next_timer(self)
+      if timer and timer < timeout then timeout = timer end
+    end
+    self._core:poll(timeout, self._settle)
+    after_poll(self)
   end
-  local n = after_poll(self)
-  if not self._core then return n end  -- a callback destroyed the pool
-  timeout = timeout or 0
-  if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
-    local timer = next_timer(self)
-    if timer and (timeout < 0 or timer < timeout) then timeout = timer end
-  end
-  n = n + self._core:poll(timeout, self._settle)
-  return n + after_poll(self)
+  return self._settled - before
 end
 
 -- Blocks in the core until results come, settling them, until done() or
@@ -621,14 +668,12 @@ function methods._await(self, task, timeout)
 end
 
 function methods.wait(self, timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("pool:wait: timeout must be a number of milliseconds", 2)
-  end
+  check_duration("pool:wait", timeout)
   return block_until(self, function() return self._npending == 0 end, timeout)
 end
 
 function methods.map(self, list, opts)
-  if type(list) ~= "table" then error("pool:map: expects a list", 2) end
+  if type(list) ~= "table" then bad_argument("pool:map", "expects a list, not " .. describe_value(list)) end
   local tasks, n = {}, #list
   for i = 1, n do
     while true do  -- with a bounded queue, wait for room instead of failing
@@ -652,8 +697,11 @@ function methods.map(self, list, opts)
 end
 
 function methods.on(self, event, fn)
-  if not events[event] then error("pool:on: unknown event '" .. tostring(event) .. "'", 2) end
-  if type(fn) ~= "function" then error("pool:on: expects a function", 2) end
+  if not events[event] then
+    bad_argument("pool:on", "unknown event " .. describe_value(event) .. " (events: drain, " ..
+                 "error, message, workerCreate, workerDestroy)")
+  end
+  check_function("pool:on", fn)
   local list = self._handlers[event]
   if not list then list = {}; self._handlers[event] = list end
   list[#list + 1] = fn
@@ -770,5 +818,22 @@ function fields.needsDrain(self)
   end
   return true
 end
+
+-- A dot for a colon (pool.run(x)) gets an error that says so, not "attempt
+-- to index a nil value".
+local function guard_methods(mt, kind, list)
+  for name, f in pairs(list) do
+    if type(f) == "function" and name:sub(1, 1) ~= "_" then
+      list[name] = function(self, ...)
+        if getmetatable(self) ~= mt then
+          bad_argument(kind .. "." .. name, ("call it with a colon: %s:%s(...)"):format(kind, name))
+        end
+        return f(self, ...)
+      end
+    end
+  end
+end
+guard_methods(Pool, "pool", methods)
+guard_methods(Task, "task", Task)
 
 return luapool

@@ -4,6 +4,7 @@ local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
 local raised = helpers.raised
+local unpack = table.unpack or unpack
 
 local scope = helpers.scope({ quiet_destroy = true })
 after_each(scope.cleanup)
@@ -66,6 +67,125 @@ describe("reliability", function()
                          runtime = "worker_threads" }
       assert.equal(7, pool:run(7):get())
       assert.equal("threads", pool.options.runtime)
+    end)
+  end)
+
+  describe("durations and arguments", function()
+    it("refuses NaN and negative timeouts with invalid_argument instead of spinning", function()
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      local t = pool:run(1)
+      for _, bad in ipairs({ 0 / 0, -1, "10" }) do
+        assert.equal("invalid_argument", raised(t.wait, t, bad).code)
+        assert.equal("invalid_argument", raised(pool.wait, pool, bad).code)
+        assert.equal("invalid_argument", raised(pool.poll, pool, bad).code)
+      end
+      local e = raised(t.wait, t, 0 / 0)
+      assert.truthy(e.message:find("task:wait: timeout must be a non-negative number", 1, true))
+      assert.is_true(t:wait(math.huge))
+      assert.equal(1, t:get())
+    end)
+
+    it("raises invalid_argument for bad arguments, and says so for a dot instead of a colon", function()
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      local t = pool:run(1)
+      local cases = {
+        { pool.on, pool, "nope", print },
+        { pool.on, pool, "drain", 42 },
+        { t.onDone, t, "not a function" },
+        { pool.map, pool, 5 },
+        { pool.run, 5 },
+        { t.get },
+      }
+      for _, c in ipairs(cases) do
+        local e = raised(unpack(c))
+        assert.equal("invalid_argument", e.code)
+      end
+      local e = raised(pool.run, 7)
+      assert.equal("pool.run: call it with a colon: pool:run(...)", e.message)
+      assert.truthy(raised(pool.on, pool, "nope", print).message:find('unknown event "nope"', 1, true))
+    end)
+  end)
+
+  describe("callbacks run only where documented, one at a time", function()
+    it("task:status() settles a task without running its callbacks", function()
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      local t = pool:run(1)
+      local fired = 0
+      t:onDone(function() fired = fired + 1 end)
+      local deadline = os.time() + 60
+      while t:status() ~= "fulfilled" do assert(os.time() < deadline, "never fulfilled") end
+      assert.equal(0, fired)
+      pool:poll()
+      assert.equal(1, fired)
+    end)
+
+    it("a second onDone does not run inside the first when the first calls get()", function()
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      local t, other = pool:run(1), pool:run(2)
+      local log = {}
+      t:onDone(function()
+        log[#log + 1] = "first begins"
+        assert.equal(2, other:get())
+        log[#log + 1] = "first ends"
+      end)
+      t:onDone(function() log[#log + 1] = "second" end)
+      other:onDone(function() log[#log + 1] = "other" end)
+      pool:wait()
+      assert.same({ "first begins", "first ends", "second", "other" }, log)
+    end)
+
+    it("events are not fired inside task:status() either", function()
+      local pool = new { handler = function(x) require("luapool").postMessage(x) return x end,
+                         minThreads = 1, maxThreads = 1 }
+      local got = {}
+      pool:on("message", function(v) got[#got + 1] = v end)
+      local t = pool:run("hi")
+      local deadline = os.time() + 60
+      while t:status() ~= "fulfilled" do assert(os.time() < deadline, "never fulfilled") end
+      assert.same({}, got)
+      pool:poll()
+      assert.same({ "hi" }, got)
+    end)
+
+    it("poll() returns how many tasks it settled, not worker events", function()
+      local pool = new { handler = function(x) return x end, minThreads = 2, maxThreads = 2 }
+      local created = 0
+      pool:on("workerCreate", function() created = created + 1 end)
+      helpers.poll_until(pool, function() return created == 2 end, "two workers")
+      assert.equal(0, pool:poll())
+      local t = pool:run(1)
+      local n, deadline = 0, os.time() + 60
+      while n == 0 and os.time() < deadline do n = pool:poll(1000) end
+      assert.equal(1, n)
+      assert.equal("fulfilled", t:status())
+    end)
+  end)
+
+  describe("destroyed pools", function()
+    it("runAll raises destroyed like run and map", function()
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      pool:destroy()
+      assert.equal("destroyed", raised(pool.runAll, pool, 1).code)
+      assert.equal("destroyed", raised(pool.run, pool, 1).code)
+    end)
+
+    it("a pool collected by __gc gives its workers terminateTimeout, not the default", function()
+      local started = helpers.tmpname()
+      local pool = luapool.new { minThreads = 1, maxThreads = 1, terminateTimeout = 50,
+        handler = function(path)  -- blocks in C, where no interrupt reaches it
+          io.open(path, "w"):close()
+          os.execute("sleep 1")
+        end }
+      pool:run(started)
+      local deadline = os.time() + 60
+      while not helpers.exists(started) do assert(os.time() < deadline, "never started") end
+      pool = nil  -- luacheck: ignore 311
+      local t0 = luapool.now and luapool.now() or require("luapool.core").now()
+      collectgarbage()
+      collectgarbage()
+      local elapsed = (luapool.now and luapool.now() or require("luapool.core").now()) - t0
+      os.remove(started)
+      assert.is_true(elapsed < 700, ("__gc took %.0f ms"):format(elapsed))
     end)
   end)
 end)

@@ -10,7 +10,10 @@
 
 #define POOL_MT "luapool.core.pool"
 
-typedef struct pool_box { lp_pool *p; } pool_box;
+#define DEFAULT_TERMINATE_MS 1000
+
+/* terminate_ms: what __gc gives the workers to stop (terminateTimeout). */
+typedef struct pool_box { lp_pool *p; double terminate_ms; } pool_box;
 
 static lp_pool *check_pool(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
@@ -64,6 +67,7 @@ static int core_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   b = (pool_box *)lua_newuserdata(L, sizeof *b);
   b->p = NULL;
+  b->terminate_ms = opt_number(L, 1, "terminateTimeout", DEFAULT_TERMINATE_MS);
   luaL_getmetatable(L, POOL_MT);
   lua_setmetatable(L, -2);
   if (!(p = lp_pool_new())) return luaL_error(L, "luapool: out of memory");
@@ -99,13 +103,11 @@ static int core_new(lua_State *L) {
   return 1;
 }
 
-#define DEFAULT_TERMINATE_MS 1000
-
 /* pool:destroy([terminate_ms]) -> how many workers did not stop in time
 ** (they are detached and left running). Also the __gc metamethod. */
 static int pool_destroy(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
-  double ms = luaL_optnumber(L, 2, DEFAULT_TERMINATE_MS);
+  double ms = luaL_optnumber(L, 2, b->terminate_ms);
   int stuck = 0;
   if (b->p) {
     lp_pool *p = b->p;
