@@ -785,6 +785,9 @@ end
 
 function fields.queueSize(self) return self._core and self._core:queueSize() or 0 end
 function fields.completed(self) return self._completed end
+-- The real-time signal that interrupts this pool's workers (the first one
+-- from SIGRTMIN+5 up that the host leaves alone).
+function fields.interruptSignal(self) return self._core and self._core:signal() end
 function fields.duration(self) return now() - self._created end
 function fields.threads(self) return self._core and self._core:threads() or {} end
 function fields.options(self)

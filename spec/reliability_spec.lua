@@ -188,4 +188,109 @@ describe("reliability", function()
       assert.is_true(elapsed < 700, ("__gc took %.0f ms"):format(elapsed))
     end)
   end)
+
+  describe("signals", function()
+    local has_ffi = pcall(require, "ffi")
+
+    it("workers leave the host's signals to the host's threads", function()
+      if not has_ffi then pending("needs LuaJIT's FFI to block a signal") return end
+      if not helpers.can_host() then pending("no child processes under TSan") return end
+      -- The host blocks SIGUSR1 to take it with sigtimedwait; a worker that
+      -- left it unblocked would receive it and die of it, with the process.
+      local h = helpers.host([[
+        local ffi = require "ffi"
+        ffi.cdef[=[
+          typedef struct { unsigned long val[16]; } lp_sigset;
+          int sigemptyset(lp_sigset *); int sigaddset(lp_sigset *, int);
+          int pthread_sigmask(int, const lp_sigset *, lp_sigset *);
+          int kill(int, int); int getpid(void);
+          typedef struct { long s, ns; } lp_timespec;
+          int sigtimedwait(const lp_sigset *, void *, const lp_timespec *);
+        ]=]
+        local luapool = require "luapool"
+        local pool = luapool.new { handler = function(x) return x end, minThreads = 4, maxThreads = 4 }
+        for _, t in ipairs(pool:runAll(1)) do assert(t:get() == 1) end
+        -- blocked once the workers exist, as a host sets up signalfd later
+        local SIGUSR1, SIG_BLOCK = 10, 0
+        local set = ffi.new("lp_sigset")
+        ffi.C.sigemptyset(set)
+        ffi.C.sigaddset(set, SIGUSR1)
+        assert(ffi.C.pthread_sigmask(SIG_BLOCK, set, nil) == 0)
+        for _ = 1, 20 do ffi.C.kill(ffi.C.getpid(), SIGUSR1) end
+        for i = 1, 50 do assert(pool:run(i):get() == i) end
+        local got = ffi.C.sigtimedwait(set, nil, ffi.new("lp_timespec", 5, 0))
+        print("took", got)
+        pool:destroy()
+      ]])
+      local out, status = helpers.host_finish(h)
+      assert.equal(0, status, out)
+      assert.truthy(out:find("took\t10", 1, true), out)
+    end)
+
+    it("never takes a real-time signal the host handles or ignores", function()
+      if not has_ffi then pending("needs LuaJIT's FFI to set a disposition") return end
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "void *signal(int, void *);")
+      local SIG_IGN = ffi.cast("void *", 1)
+      local first = new { filename = gate.BLOCK, minThreads = 1, maxThreads = 1 }
+      local taken = first.interruptSignal
+      -- the host ignores the signal the first pool uses; a new pool must not
+      -- take it back, and must still interrupt its workers
+      local before = ffi.C.signal(taken, SIG_IGN)
+      assert.is_true(ffi.cast("intptr_t", before) > 1)  -- it was our handler
+      local pool = new { filename = gate.BLOCK, minThreads = 1, maxThreads = 1,
+                         terminateTimeout = 30000 }
+      assert.is_true(pool.interruptSignal ~= taken)
+      local errors, destroyed = {}, 0
+      pool:on("error", function(e) errors[#errors + 1] = e end)
+      pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
+      local g = scope.new_gate()
+      local t = pool:run(g)
+      gate.wait_started(t, g)
+      assert.is_true(t:cancel())
+      helpers.poll_until(pool, function() return destroyed == 1 end, "the worker to stop")
+      assert.same({}, errors)
+      assert.equal(1, ffi.cast("intptr_t", ffi.C.signal(taken, SIG_IGN)))  -- still the host's
+      -- the first pool finds its signal taken over: it says so, once
+      local ferrors = {}
+      first:on("error", function(e) ferrors[#ferrors + 1] = e end)
+      local g2 = scope.new_gate()
+      local t2 = first:run(g2)
+      gate.wait_started(t2, g2)
+      assert.is_true(t2:cancel())
+      assert.equal("aborted", helpers.rejection(t2).code)
+      helpers.poll_until(first, function() return #ferrors > 0 end, "an error event")
+      assert.equal("worker_error", ferrors[1].code)
+      assert.truthy(ferrors[1].message:find("interrupt signal", 1, true), ferrors[1].message)
+    end)
+
+    it("Ctrl-C while the host waits in get() interrupts the host, not the task's value", function()
+      -- The task sends the host SIGINT once the host's main thread sleeps in
+      -- get(), then returns; the interpreter's hook must fire as the
+      -- interrupt it is, not fail the decoding of the result.
+      if not helpers.can_host() then pending("no child processes under TSan") return end
+      local h = helpers.host([[
+        local pid = io.open("/proc/self/stat"):read("*l"):match("^%d+")
+        local luapool = require "luapool"
+        local pool = luapool.new { minThreads = 1, maxThreads = 1, handler = function(host)
+          local deadline = os.time() + 60
+          repeat
+            local f = io.open("/proc/" .. host .. "/stat")
+            local state = f and f:read("*l"):match("%) (%a)")
+            if f then f:close() end
+          until state == "S" or os.time() > deadline
+          io.popen("kill -INT " .. host):close()  -- not os.execute: system() ignores SIGINT
+          return "value"
+        end }
+        local t = pool:run(pid)
+        local v = t:get()
+        print("get returned", v)
+      ]])
+      local out, status = helpers.host_finish(h)
+      assert.truthy(out:find("interrupted!", 1, true), out)
+      assert.falsy(out:find("get returned", 1, true), out)
+      assert.falsy(out:find("serialize", 1, true), out)
+      assert.is_true(status ~= 0, out)
+    end)
+  end)
 end)

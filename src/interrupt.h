@@ -7,10 +7,17 @@
 #ifndef LUAPOOL_INTERRUPT_H
 #define LUAPOOL_INTERRUPT_H
 
+#include <signal.h>
 #include "pool.h"
 
-int lp_interrupt_install(void);              /* idempotent; 0 or -1 */
-void lp_interrupt_thread_init(void);         /* in each worker thread */
+/* Finds or installs the process's interrupt signal: a real-time signal
+** from SIGRTMIN+5 up that has our handler, else the first that has none.
+** Returns its number, or -1 when every one is taken. */
+int lp_interrupt_install(void);
+/* Blocks every signal but sig and faults in the calling thread, so that a
+** thread it creates starts so (the host's signals go to its own threads);
+** old receives the mask to restore. 0 or -1. */
+int lp_interrupt_block_signals(int sig, sigset_t *old);
 /* Around each task's Lua code, on the worker thread; enter returns 0 when
 ** the task is to stop before it starts. */
 int lp_interrupt_enter(lp_worker *w, lp_task *t);
@@ -25,8 +32,8 @@ void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w);
 /* The hook itself, also used by os.exit in workers. */
 void lp_interrupt_hook(lua_State *L, lua_Debug *ar);
 /* Main thread: asks w to stop the task it runs (or any, when the pool
-** stops). */
-void lp_interrupt(lp_worker *w);
+** stops). -1 when the host has taken the pool's signal over since. */
+int lp_interrupt(lp_worker *w);
 /* Joins a thread unless the monotonic clock passes deadline_ns first;
 ** returns 0 once joined. */
 int lp_join_until(pthread_t thread, uint64_t deadline_ns);

@@ -64,6 +64,7 @@ static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
 static int core_new(lua_State *L) {
   pool_box *b;
   lp_pool *p;
+  int r;
   luaL_checktype(L, 1, LUA_TTABLE);
   b = (pool_box *)lua_newuserdata(L, sizeof *b);
   b->p = NULL;
@@ -94,11 +95,14 @@ static int core_new(lua_State *L) {
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
-  if (lp_pool_init(p)) {
+  if ((r = lp_pool_init(p)) != 0) {
     b->p = NULL;
     lp_pool_shutdown(p, LP_FOREVER_MS);
     lp_pool_release(p);
-    return fail(L, "worker_exited", "no worker thread could be started");
+    return fail(L, "worker_exited", r == LP_ESIGNAL
+                ? "no real-time signal is free for interrupting workers: every one from "
+                  "SIGRTMIN+5 to SIGRTMAX has a handler or is ignored"
+                : "no worker thread could be started");
   }
   return 1;
 }
@@ -320,32 +324,61 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   return n;
 }
 
+#define HOOK_CHECK_MS 50
+
+/* Waits up to timeout_ms (negative: for ever) for a batch. A hook set
+** meanwhile is the interpreter's Ctrl-C (lua.c, luajit.c): looks for one
+** every HOOK_CHECK_MS, and returns at once so that it can fire. */
+static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
+  uint64_t start = lp_now_ns();
+  for (;;) {
+    double left = timeout_ms < 0 ? HOOK_CHECK_MS
+                                 : timeout_ms - (double)(lp_now_ns() - start) / 1e6;
+    p->backlog = lp_pool_take(p, left > HOOK_CHECK_MS ? HOOK_CHECK_MS : left > 0 ? left : 0);
+    if (p->backlog || left <= HOOK_CHECK_MS || lua_gethook(L)) return;
+  }
+}
+
 /* pool:poll(timeout_ms, callback) -> count. Waits up to timeout_ms (0: not
 ** at all, negative: for ever) for a batch, then calls the callback once for
 ** each result and worker event (see push_msg). A callback may destroy the
-** pool; what it raises leaves the rest of the batch for the next poll. */
+** pool; what it raises leaves the rest of the batch for the next poll.
+** Results decode with the caller's hook off, so that an interrupt of the
+** host is not taken for a value that failed to decode; a hook set while
+** it works (Ctrl-C) stops it, and fires once it returns. */
 static int pool_poll(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
   lp_pool *p = check_pool(L);
   double timeout = luaL_optnumber(L, 2, 0);
-  int count = 0;
+  int count = 0, mask = lua_gethookmask(L), hookcount = lua_gethookcount(L);
+  lua_Hook hook = lua_gethook(L);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  if (!p->backlog) p->backlog = lp_pool_take(p, timeout);
-  while (b->p && p->backlog) {
+  if (hook) lua_sethook(L, NULL, 0, 0);
+  if (!p->backlog) take_batch(L, p, timeout);
+  while (b->p && p->backlog && !lua_gethook(L)) {
     lp_msg *m = p->backlog;
     int exited = m->kind == LP_MSG_EXIT;
     p->backlog = m->next;
     int nargs;
     nargs = push_msg(L, p, m);
     if (exited) lp_pool_maintain(p);  /* before a callback that may raise */
-    lua_call(L, nargs, 0);
+    if (hook && !lua_gethook(L)) lua_sethook(L, hook, mask, hookcount);
+    lua_call(L, nargs, 0);  /* the callback runs with the caller's hook */
+    if (hook && lua_gethook(L) == hook) lua_sethook(L, NULL, 0, 0);
     count++;
   }
+  if (hook && !lua_gethook(L)) lua_sethook(L, hook, mask, hookcount);
   lua_pushinteger(L, count);
   return 1;
 }
 
 /* ---- state ------------------------------------------------------------- */
+
+/* pool:signal() -> the real-time signal that interrupts its workers */
+static int pool_signal(lua_State *L) {
+  lua_pushinteger(L, check_pool(L)->signo);
+  return 1;
+}
 
 static int pool_queue_size(lua_State *L) {
   lp_pool *p = check_pool(L);
@@ -441,7 +474,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
     {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
-    {"backlog", pool_backlog},
+    {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
     {"destroy", pool_destroy}, {NULL, NULL}};

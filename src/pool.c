@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "interrupt.h"
@@ -133,6 +135,17 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
   }
 }
 
+/* The worker's thread starts with every signal blocked but the pool's
+** interrupt and faults: the host's signals are for the host's threads. */
+static int create_thread(lp_pool *p, lp_worker *w) {
+  sigset_t old;
+  int r;
+  if (lp_interrupt_block_signals(p->signo, &old)) return -1;
+  r = pthread_create(&w->thread, NULL, lp_worker_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r ? -1 : 0;
+}
+
 /* Starts a worker in a free slot; the caller has counted it in nlive and
 ** idle already. Returns 0, -1 when memory or threads ran out, or 1 when no
 ** slot is free yet: a leaving worker holds it until the main thread has
@@ -155,7 +168,7 @@ static int start_worker(lp_pool *p) {
   pthread_mutex_lock(&p->lock);
   p->slots[slot].w = w;  /* before it runs: it may be woken at once */
   pthread_mutex_unlock(&p->lock);
-  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
+  if (create_thread(p, w)) {
     pthread_mutex_lock(&p->lock);
     p->slots[slot].w = NULL;
     pthread_mutex_unlock(&p->lock);
@@ -215,7 +228,7 @@ lp_pool *lp_pool_new(void) {
 
 int lp_pool_init(lp_pool *p) {
   int n;
-  if (lp_interrupt_install()) return -1;
+  if ((p->signo = lp_interrupt_install()) < 0) return LP_ESIGNAL;
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;
@@ -320,6 +333,27 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
+/* Main thread. A host that took the interrupt signal over hears of it
+** once, through the "error" event; tasks then stop at terminateTimeout. */
+static void interrupt(lp_pool *p, lp_worker *w) {
+  static const char fmt[] = "luapool's interrupt signal (SIGRTMIN+%d) has been given "
+      "another handler by the host: running tasks can no longer be interrupted, and "
+      "are given up on after terminateTimeout";
+  lp_msg *m;
+  char text[sizeof fmt + 16];
+  if (lp_interrupt(w) == 0 || p->signal_lost) return;
+  p->signal_lost = 1;
+  snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
+  if (!(m = calloc(1, sizeof *m))) return;
+  m->kind = LP_MSG_ERROR;
+  m->worker_id = w->slot + 1;
+  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+    free(m);
+    return;
+  }
+  lp_pool_post(p, m);
+}
+
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   int r = LP_TASK_DONE;
   lp_worker *w = NULL;
@@ -344,7 +378,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
     else atomic_store(&w->cancel, t);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) lp_interrupt(w);
+  if (w) interrupt(p, w);
   return r;
 }
 
@@ -524,7 +558,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    lp_interrupt(w);  /* a task, or a task file's top level, may be running */
+    interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
   forever = !(terminate_ms < LP_FOREVER_MS);  /* NaN too */

@@ -111,6 +111,8 @@ struct lp_pool {
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
   atomic_int stop;
+  int signo;                  /* the interrupt signal (interrupt.c) */
+  int signal_lost;            /* the host took it over; said so once */
   /* the completion stack and the main thread's wake-up */
   _Atomic(lp_msg *) done;
   atomic_int main_sleeping;
@@ -136,7 +138,8 @@ int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
 
 /* Main thread. */
 lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
-int lp_pool_init(lp_pool *p);                 /* starts minThreads workers */
+/* Starts minThreads workers: 0, -1, or LP_ESIGNAL (no signal to be had). */
+int lp_pool_init(lp_pool *p);
 /* Stops every worker, giving each terminate_ms to end (LP_FOREVER_MS or more:
 ** waits for ever); detaches those that do not and returns how many. Then
 ** frees what it can. */
@@ -146,7 +149,7 @@ lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
 /* Queues t; returns 0, LP_EFULL, LP_ESTOPPED, or LP_ESPAWN (no worker could
 ** be started and none is live). */
-enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN };
+enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN, LP_ESIGNAL };
 int lp_pool_submit(lp_pool *p, lp_task *t);
 /* Stops t: a queued task is unlinked (returns LP_TASK_QUEUED, and the caller
 ** frees it); a running one is interrupted (LP_TASK_RUNNING); else

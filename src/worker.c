@@ -543,7 +543,6 @@ void *lp_worker_main(void *arg) {
   lp_worker *w = (lp_worker *)arg;
   lp_pool *p = w->pool;
   char err[256];
-  lp_interrupt_thread_init();
   if (open_state(w, err, sizeof err) == 0) post_simple(w, LP_MSG_START, NULL);
   else post_simple(w, LP_MSG_ERROR, err);
   pthread_mutex_lock(&p->lock);
