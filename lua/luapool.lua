@@ -721,26 +721,31 @@ end
 
 -- Replaces every worker with a fresh one: idle ones at once, busy ones
 -- once their task is done. Returns when all of them are replaced.
+-- Replaces every worker with a fresh one: idle ones at once, busy ones
+-- once their task is done. Waits until all are replaced, or `timeout` ms
+-- passed (true, or false: the busy ones are still replaced when their task
+-- ends).
+local recycle_rules = {
+  runtime = option_rules.runtime,
+  timeout = { kind = "duration" },
+}
+
 function methods.recycleWorkers(self, opts)
   if opts ~= nil then
     if type(opts) ~= "table" then raise("invalid_option", "recycleWorkers options must be a table") end
-    for k, v in pairs(opts) do
-      if k ~= "runtime" then
-        raise("invalid_option", "unknown recycleWorkers option '" .. tostring(k) .. "'")
-      end
-      if v == "process" then
-        raise("invalid_option", 'runtime = "process" is not supported yet')
-      elseif v ~= "threads" then
-        raise("invalid_option", 'options.runtime must be "threads" or "process"')
-      end
+    check_fields(opts, recycle_rules, "")
+    if option_rules.runtime.values[opts.runtime] == "process" then
+      raise("invalid_option", 'runtime = "process" is not supported yet')
     end
   end
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
   local target = self._exits + self._core:retire()
-  block_until(self, function() return self._exits >= target end)
+  local done = block_until(self, function() return self._exits >= target end,
+                           opts and opts.timeout)
   if self._core then self._core:maintain() end
+  return done
 end
 
 function methods.close(self)
