@@ -25,6 +25,8 @@ build = {
     CMAKE_INSTALL_PREFIX = "$(PREFIX)",
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUA_LIBDIR = "$(LIBDIR)",
+    LUALIB = "$(LUALIB)",
+    LUA_LIBRARY_DIR = "$(LUA_LIBDIR)",
     LUA_DIR = "$(LUADIR)",
   },
 }

@@ -145,12 +145,21 @@ local function check_options(o)
   if o == nil then o = {} end
   if type(o) ~= "table" then raise("invalid_option", "options must be a table") end
   check_fields(o, option_rules, "")
-  -- The process runtime is not built yet: say so rather than run threads.
-  if option_rules.runtime.values[o.runtime] == "process" then
-    raise("invalid_option", 'options.runtime = "process" is not supported yet')
-  end
   if o.env ~= nil then
-    raise("invalid_option", "options.env applies to the process runtime, not supported yet")
+    if option_rules.runtime.values[o.runtime] ~= "process" then
+      raise("invalid_option", 'options.env applies to runtime = "process" only: thread ' ..
+            "workers share the host's environment")
+    end
+    for k, v in pairs(o.env) do
+      if type(k) ~= "string" or k == "" or k:find("[=%z]") then
+        raise("invalid_option", "options.env must be a table of names to string values " ..
+              "(a name without '=')")
+      end
+      if type(v) ~= "string" and type(v) ~= "number" or tostring(v):find("%z") then
+        raise("invalid_option", "options.env must be a table of names to string values " ..
+              "(env." .. k .. ")")
+      end
+    end
   end
 
   -- Tinypool's rules: defaults from the core count; giving only one of
@@ -343,8 +352,9 @@ local function run_timers(self)
       if self._stopping[p] then
         self._stopping[p] = nil
         self._nstopping = self._nstopping - 1
-        local id = self._core:abandon(p)
-        if id then
+        local id, killed = self._core:abandon(p)
+        -- a process is killed: its worker leaves as any ended one does
+        if id and not killed then
           local ms = self._opts.terminateTimeout or DEFAULT_TERMINATE_MS
           self._exits = self._exits + 1
           self._core:maintain()
@@ -465,6 +475,7 @@ function luapool.new(options)
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
     terminateTimeout = opts.terminateTimeout,  -- for __gc
+    runtime = opts.runtime, env = opts.env,
   }
   if opts.filename then  -- a missing file or a syntax error fails here
     local f, err = loadfile(opts.filename)
@@ -720,8 +731,6 @@ function methods.cancelPendingTasks(self)
 end
 
 -- Replaces every worker with a fresh one: idle ones at once, busy ones
--- once their task is done. Returns when all of them are replaced.
--- Replaces every worker with a fresh one: idle ones at once, busy ones
 -- once their task is done. Waits until all are replaced, or `timeout` ms
 -- passed (true, or false: the busy ones are still replaced when their task
 -- ends).
@@ -731,17 +740,17 @@ local recycle_rules = {
 }
 
 function methods.recycleWorkers(self, opts)
+  local runtime
   if opts ~= nil then
     if type(opts) ~= "table" then raise("invalid_option", "recycleWorkers options must be a table") end
     check_fields(opts, recycle_rules, "")
-    if option_rules.runtime.values[opts.runtime] == "process" then
-      raise("invalid_option", 'runtime = "process" is not supported yet')
-    end
+    runtime = option_rules.runtime.values[opts.runtime]
   end
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
-  local target = self._exits + self._core:retire()
+  if runtime then self._opts.runtime = runtime end
+  local target = self._exits + self._core:retire(runtime)
   local done = block_until(self, function() return self._exits >= target end,
                            opts and opts.timeout)
   if self._core then self._core:maintain() end

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "pool.h"
+#include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
 
@@ -60,6 +61,59 @@ static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
   return r;
 }
 
+/* The worker program: beside this module (dladdr tells where that is). */
+static char *worker_path(void) {
+  Dl_info info;
+  const char *slash;
+  char *path;
+  size_t n;
+  if (!dladdr((void *)worker_path, &info) || !info.dli_fname ||
+      !(slash = strrchr(info.dli_fname, '/')))
+    return NULL;
+  n = (size_t)(slash - info.dli_fname);
+  if (!(path = malloc(n + sizeof "/luapool-worker"))) return NULL;
+  memcpy(path, info.dli_fname, n);
+  memcpy(path + n, "/luapool-worker", sizeof "/luapool-worker");
+  if (access(path, X_OK) != 0) {
+    free(path);
+    return NULL;
+  }
+  return path;
+}
+
+/* cfg.env: a table of names to values, as a NULL-ended "name=value" list. */
+static int opt_env(lua_State *L, lp_config *c) {
+  size_t n = 0, i = 0;
+  lua_getfield(L, 1, "env");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+  if (!(c->env = calloc(n + 1, sizeof *c->env))) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);  /* checked in Lua */
+    size_t kn = strlen(k), vn = strlen(v);
+    if (!(c->env[i] = malloc(kn + vn + 2))) {
+      lua_pop(L, 3);
+      return -1;
+    }
+    memcpy(c->env[i], k, kn);
+    c->env[i][kn] = '=';
+    memcpy(c->env[i] + kn + 1, v, vn + 1);
+    i++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int runtime_of(const char *name) {
+  return name && strcmp(name, "process") == 0 ? LP_RT_PROCESS : LP_RT_THREADS;
+}
+
 /* core.new(cfg): cfg holds validated options and the package paths. */
 static int core_new(lua_State *L) {
   pool_box *b;
@@ -92,6 +146,12 @@ static int core_new(lua_State *L) {
     if (lp_buf_put(&p->cfg.bytecode, bc, n)) return luaL_error(L, "luapool: out of memory");
   }
   lua_pop(L, 1);
+  lua_getfield(L, 1, "runtime");
+  atomic_init(&p->cfg.runtime, runtime_of(lua_tostring(L, -1)));
+  lua_pop(L, 1);
+  if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
+  p->cfg.worker_path = worker_path();
+  lp_hello_make(&p->cfg.hello);
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -128,11 +188,7 @@ static int pool_destroy(lua_State *L) {
 static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   size_t n;
   const char *s = luaL_checklstring(L, idx, &n);
-  unsigned char v[10];
-  int k = 0;
-  size_t m = n;
-  do { v[k] = (unsigned char)(m & 0x7f); m >>= 7; if (m) v[k] |= 0x80; k++; } while (m);
-  return lp_buf_put(b, v, (size_t)k) || lp_buf_put(b, s, n);
+  return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
 /* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
@@ -172,6 +228,7 @@ static int pool_submit(lua_State *L) {
                 ? "No task queue available and all Workers are busy"
                 : "Task queue is at limit");
   if (r == LP_ESTOPPED) return fail(L, "destroyed", "The pool is destroyed");
+  if (r == LP_EBROKEN) return fail(L, "load_error", atomic_load(&p->broken));
   return fail(L, "worker_exited", "no worker thread could be started");
 }
 
@@ -196,17 +253,22 @@ static int pool_maintain(lua_State *L) {
   return 0;
 }
 
-/* pool:abandon(task) -> workerId of the worker given up on, or nil */
+/* pool:abandon(task) -> workerId of the worker given up on, and whether it
+** was killed (a process) rather than detached (a thread); or nil */
 static int pool_abandon(lua_State *L) {
-  int id = lp_pool_abandon(check_pool(L), check_task(L, 2));
+  int killed, id = lp_pool_abandon(check_pool(L), check_task(L, 2), &killed);
   if (!id) return 0;
   lua_pushinteger(L, id);
-  return 1;
+  lua_pushboolean(L, killed);
+  return 2;
 }
 
-/* pool:retire() -> how many workers will end after their task */
+/* pool:retire([runtime]) -> how many workers will end after their task;
+** those that replace them are of that runtime ("threads", "process"). */
 static int pool_retire(lua_State *L) {
-  lua_pushinteger(L, lp_pool_retire_all(check_pool(L)));
+  lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
+  lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
 }
 

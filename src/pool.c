@@ -23,12 +23,6 @@
 #define FREE_TASKS_MAX 256
 #define FREE_BUF_MAX 65536
 
-uint64_t lp_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void deadline_after(struct timespec *ts, double ms) {
   clock_gettime(CLOCK_MONOTONIC, ts);
   ts->tv_sec += (time_t)(ms / 1000);
@@ -117,6 +111,7 @@ static void join_worker(lp_worker *w) {
 
 void lp_worker_free(lp_worker *w) {
   lp_buf_free(&w->exit_msg.body);
+  pthread_mutex_destroy(&w->proc.lock);
   pthread_cond_destroy(&w->wake);
   free(w);
 }
@@ -158,10 +153,16 @@ static int start_worker(lp_pool *p) {
   if (slot == p->cfg.max_threads) return 1;
   if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
+  w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
   if (lp_cond_init(&w->wake)) {
+    free(w);
+    return -1;
+  }
+  if (pthread_mutex_init(&w->proc.lock, NULL)) {
+    pthread_cond_destroy(&w->wake);
     free(w);
     return -1;
   }
@@ -212,7 +213,7 @@ static int workers_needed(lp_pool *p) {
 void lp_pool_maintain(lp_pool *p) {
   int n;
   pthread_mutex_lock(&p->lock);
-  n = atomic_load(&p->stop) ? 0 : workers_needed(p);
+  n = atomic_load(&p->stop) || lp_pool_broken(p) ? 0 : workers_needed(p);
   pthread_mutex_unlock(&p->lock);
   start_workers(p, n);
 }
@@ -280,6 +281,9 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
   size_t q;
+  if (lp_pool_broken(p)) return LP_EBROKEN;
+  if (++p->next_id == 0) p->next_id = 1;
+  t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
     pthread_mutex_unlock(&p->lock);
@@ -341,7 +345,11 @@ static void interrupt(lp_pool *p, lp_worker *w) {
       "are given up on after terminateTimeout";
   lp_msg *m;
   char text[sizeof fmt + 16];
-  if (lp_interrupt(w) == 0 || p->signal_lost) return;
+  if (w->rt != &lp_rt_thread || lp_interrupt_is_ours(p->signo)) {
+    w->rt->interrupt(w);
+    return;
+  }
+  if (p->signal_lost) return;
   p->signal_lost = 1;
   snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
   if (!(m = calloc(1, sizeof *m))) return;
@@ -375,7 +383,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   } else if ((w = worker_running(p, t))) {
     r = LP_TASK_RUNNING;
     if (queued_only) w = NULL;
-    else atomic_store(&w->cancel, t);
+    else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
   if (w) interrupt(p, w);
@@ -422,16 +430,50 @@ static void detach(lp_pool *p, lp_worker *w) {
   pthread_detach(w->thread);
 }
 
-int lp_pool_abandon(lp_pool *p, lp_task *t) {
+int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   lp_worker *w;
   int id = 0;
+  *killed = 0;
   pthread_mutex_lock(&p->lock);
   if ((w = worker_running(p, t))) {
     id = w->slot + 1;
-    detach(p, w);
+    if (w->rt->kill) {  /* its thread sees the end and leaves as usual */
+      w->rt->kill(w);
+      *killed = 1;
+    } else {
+      detach(p, w);
+    }
   }
   pthread_mutex_unlock(&p->lock);
   return id;
+}
+
+/* Rejects t, taken off the queue, with load_error. Lock held. */
+static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
+  const char *err[4] = {"load_error", why, NULL, NULL};
+  atomic_store(&t->state, LP_TASK_DONE);
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  t->msg.worker_id = w->slot + 1;
+  t->t_start = t->t_end = lp_now_ns();
+  lp_pool_post(p, &t->msg);
+}
+
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
+  char *s = strdup(why), *none = NULL;
+  int i;
+  if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  pthread_mutex_lock(&p->lock);
+  if (atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+    for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
+    while (p->head) {
+      lp_task *t = p->head;
+      lp_pool_unlink_queued(p, t);
+      fail_queued(p, w, t, why);
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
 }
 
 int lp_pool_retire_all(lp_pool *p) {
@@ -585,6 +627,11 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
       w->joined = 1;
       continue;
     }
+    if (w->rt->kill) {  /* a process: its thread ends once the child is gone */
+      w->rt->kill(w);
+      join_worker(w);
+      continue;
+    }
     pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
     if (w->exited) {  /* it ended just now after all */
       pthread_mutex_unlock(&p->lock);
@@ -637,6 +684,13 @@ void lp_pool_release(lp_pool *p) {
   free(p->cfg.path);
   free(p->cfg.cpath);
   free(p->cfg.teardown);
+  free(p->cfg.worker_path);
+  free(atomic_load(&p->broken));
+  if (p->cfg.env) {
+    char **e;
+    for (e = p->cfg.env; *e; e++) free(*e);
+    free(p->cfg.env);
+  }
   lp_buf_free(&p->cfg.bytecode);
   lp_buf_free(&p->cfg.handler);
   lp_buf_free(&p->cfg.worker_data);
