@@ -313,4 +313,52 @@ describe("reliability", function()
       assert.equal("invalid_option", raised(pool.recycleWorkers, pool, { timeout = -1 }).code)
     end)
   end)
+
+  describe("postMessage while the host does not poll", function()
+    local function flood(t)
+      local luapool = require "luapool"
+      for i = 1, t.n do luapool.postMessage(i) end
+      io.open(t.done, "w"):close()
+      return t.n
+    end
+
+    it("blocks the worker at the bound, and every message arrives in order", function()
+      local done = scope.tmpname()
+      local pool = new { handler = flood, minThreads = 1, maxThreads = 1 }
+      local got, ordered = 0, true
+      pool:on("message", function(v) got = got + 1; ordered = ordered and v == got end)
+      local t = pool:run({ n = 30000, done = done })
+      -- not polling: the worker must stop at 10000 messages and wait
+      local now = require("luapool.core").now
+      local t0 = now()
+      while now() - t0 < 500 do assert.is_false(helpers.exists(done)) end
+      assert.equal(30000, t:get())
+      pool:poll()
+      assert.equal(30000, got)
+      assert.is_true(ordered)
+    end)
+
+    it("a task blocked in postMessage can still be cancelled", function()
+      local done = scope.tmpname()
+      local pool = new { handler = flood, minThreads = 1, maxThreads = 1 }
+      local t = pool:run({ n = 1e9, done = done })
+      helpers.poll_until(pool, function() return t:status() == "running" end, "the task to run")
+      assert.is_true(t:cancel())
+      assert.equal("aborted", helpers.rejection(t).code)
+      assert.equal(5, pool:run(5, { handler = function(x) return x end }):get())
+    end)
+  end)
+
+  describe("os.exit in a worker", function()
+    it("reports the code it was given, whatever its size", function()
+      local pool = new { handler = function(c) os.exit(c) end, minThreads = 1, maxThreads = 1 }
+      local e = helpers.rejection(pool:run(1e10))
+      assert.equal("worker_exited", e.code)
+      assert.equal("Worker exited with code 10000000000", e.message)
+      assert.equal(1e10, e.value)
+      e = helpers.rejection(pool:run(3))
+      assert.equal("Worker exited with code 3", e.message)
+      assert.equal("3", tostring(e.value))
+    end)
+  end)
 end)

@@ -116,6 +116,45 @@ void lp_worker_free(lp_worker *w) {
   free(w);
 }
 
+/* ---- messages --------------------------------------------------------- */
+
+/* One fewer message waits for the host; at half the bound, posters that
+** wait for room are woken. */
+static void message_taken(lp_pool *p) {
+  long n = atomic_fetch_sub(&p->nmessages, 1) - 1;
+  if (n <= LP_MESSAGES_MAX / 2 && atomic_load(&p->room_waiters)) {
+    pthread_mutex_lock(&p->done_lock);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+}
+
+/* Whether the task w runs, or the pool, is to stop (w's own thread). */
+static int worker_stopping(lp_worker *w) {
+  lp_task *t = w->task;
+  return atomic_load(&w->pool->stop) || (t && atomic_load(&w->cancel) == t->id);
+}
+
+int lp_pool_post_message(lp_worker *w, lp_msg *m) {
+  lp_pool *p = w->pool;
+  while (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX) {
+    if (worker_stopping(w)) {
+      lp_buf_free(&m->body);
+      free(m);
+      return -1;
+    }
+    pthread_mutex_lock(&p->done_lock);
+    atomic_fetch_add(&p->room_waiters, 1);
+    if (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX)  /* slices: stops arrive by signal */
+      lp_cond_timedwait(&p->room_cond, &p->done_lock, 10);
+    atomic_fetch_sub(&p->room_waiters, 1);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+  atomic_fetch_add(&p->nmessages, 1);
+  lp_pool_post(p, m);
+  return 0;
+}
+
 void lp_msg_free(lp_pool *p, lp_msg *m) {
   if (m->kind == LP_MSG_TASK) {
     lp_task_free(p, (lp_task *)m);
@@ -125,6 +164,7 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
     if (p->slots[w->slot].w == w) p->slots[w->slot].w = NULL;
     lp_worker_free(w);
   } else {
+    if (m->kind == LP_MSG_MESSAGE) message_taken(p);
     lp_buf_free(&m->body);
     free(m);
   }
@@ -241,6 +281,12 @@ int lp_pool_init(lp_pool *p) {
   if (lp_cond_init(&p->done_cond)) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
+    return -1;
+  }
+  if (lp_cond_init(&p->room_cond)) {
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->done_lock);
+    pthread_cond_destroy(&p->done_cond);
     return -1;
   }
   p->initialized = 1;
@@ -669,6 +715,7 @@ void lp_pool_release(lp_pool *p) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
     pthread_cond_destroy(&p->done_cond);
+    pthread_cond_destroy(&p->room_cond);
   }
   while (p->free_tasks) {
     lp_task *t = p->free_tasks;

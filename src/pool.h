@@ -154,6 +154,10 @@ struct lp_pool {
   atomic_int main_sleeping;
   pthread_mutex_t done_lock;
   pthread_cond_t done_cond;
+  /* postMessage values the host has not taken yet, bounded */
+  atomic_long nmessages;
+  atomic_int room_waiters;
+  pthread_cond_t room_cond;   /* with done_lock */
   atomic_int pipe_w;          /* made by pollfd(); -1 until then */
   int pipe_r;
   atomic_int fd_armed;
@@ -212,6 +216,11 @@ int lp_pool_pollfd(lp_pool *p);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
+/* On w's thread: posts a postMessage value once fewer than LP_MESSAGES_MAX
+** wait for the host, blocking until then; -1 (m freed, not posted) when the
+** task w runs, or the pool, is to stop meanwhile. */
+#define LP_MESSAGES_MAX 10000
+int lp_pool_post_message(lp_worker *w, lp_msg *m);
 /* Posts an event (LP_MSG_ERROR with text, LP_MSG_START) from worker w. */
 void lp_worker_post(lp_worker *w, int kind, const char *text);
 /* A process worker that cannot run at all (its program is missing or

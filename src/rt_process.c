@@ -179,7 +179,7 @@ static void forward_message(lp_worker *w, const lp_frame *f) {
   }
   m->kind = LP_MSG_MESSAGE;
   m->worker_id = w->slot + 1;
-  lp_pool_post(w->pool, m);
+  lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
 }
 
 static void forward_event(lp_worker *w, const lp_frame *f) {

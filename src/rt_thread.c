@@ -12,7 +12,7 @@ static int post_message(void *ud, lp_buf *body) {
   m->body = *body;
   body->data = NULL;
   body->len = body->cap = 0;
-  lp_pool_post(w->pool, m);
+  lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
   return 0;
 }
 

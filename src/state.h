@@ -44,7 +44,7 @@ typedef struct lp_state {
   lp_heap heap;
   lp_encoder enc;
   int default_ref;              /* the default handler, once resolved */
-  int exit_code;                /* after os.exit (intr.exiting) */
+  lua_Number exit_code;         /* after os.exit (intr.exiting), as given */
 } lp_state;
 
 /* Opens s->L and loads the default task file ahead of the first task; 0, or
