@@ -75,6 +75,7 @@ function luapool.cpus() return cpus end
 -- Every option: its kind and, for numbers, its range. One place checks them
 -- all, and a message names the option and what it takes.
 local MAX_THREADS = 4096
+local DEFAULT_LOAD_MS = 60000  -- a task file's top level, at most (loadTimeout)
 local MAX_BYTES = 2 ^ 53      -- integers past this are not exact as numbers
 local MIN_HEAP = 256 * 1024   -- a fresh worker state holds 22-37 KiB; room to run tasks
 local option_rules = {
@@ -86,6 +87,7 @@ local option_rules = {
   maxThreads = { kind = "integer", min = 1, max = MAX_THREADS },
   idleTimeout = { kind = "duration" },
   terminateTimeout = { kind = "duration" },
+  loadTimeout = { kind = "duration" },
   maxQueue = { kind = "integer", min = 0, max = MAX_BYTES, huge = true, auto = true },
   isolateWorkers = { kind = "boolean" },
   maxMemoryLimitBeforeRecycle = { kind = "integer", min = 1, max = MAX_BYTES, unit = "bytes" },
@@ -168,6 +170,7 @@ local function check_options(o)
   for k, v in pairs(o) do r[k] = v end
   r.name = o.name or "default"
   r.idleTimeout = o.idleTimeout or 0
+  r.loadTimeout = o.loadTimeout or DEFAULT_LOAD_MS
   r.isolateWorkers = o.isolateWorkers or false
   r.runtime = option_rules.runtime.values[o.runtime or "threads"]
   r.minThreads = o.minThreads or math.max(1, math.floor(cpus / 2))
@@ -475,6 +478,7 @@ function luapool.new(options)
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
     terminateTimeout = opts.terminateTimeout,  -- for __gc
+    loadTimeout = opts.loadTimeout,
     runtime = opts.runtime, env = opts.env,
   }
   if opts.filename then  -- a missing file or a syntax error fails here

@@ -10,6 +10,10 @@
 #include "heap.h"
 #include "interrupt.h"
 
+/* The id a task file's top level runs under while it loads: stopping it
+** is cancelling that id. Never a task's. */
+#define LP_LOAD_ID 0xffffffffu
+
 /* How a task names its handler (first byte of its input). */
 enum { LP_RUN_DEFAULT, LP_RUN_FILE, LP_RUN_HANDLER };
 
