@@ -1,4 +1,4 @@
--- luacheck (Debian's lua-check): `make luacheck`, a suite of scripts/test.sh.
+-- luacheck (Debian's lua-check): `make test-luacheck`, a suite of scripts/test.sh.
 -- luapool runs on LuaJIT and PUC Lua 5.1-5.4, and its code tests for what a
 -- version lacks (`table.unpack or unpack`, `jit`), so the standard is "max":
 -- the globals of any of them.
