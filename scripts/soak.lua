@@ -125,6 +125,7 @@ local function new_soak(budget)
   local pool = luapool.new(random_options())
   local s = setmetatable({ pool = pool, recs = {}, live = {}, budget = budget,
                            submitted = 0, ctls = {} }, Soak)
+  if chance(0.3) then pool:pollfd() end  -- its pipe must close with the pool
   pool:on("message", function() total.messages = total.messages + 1 end)
   pool:on("error", function(e)
     check(e.code == "terminate_timeout", "unexpected pool error event: %s", tostring(e))
