@@ -168,6 +168,13 @@ function Soak:track(task, expect, raises, opts)
   total.tasks = total.tasks + 1
 end
 
+-- A full queue refuses a run; and runAll's task for a worker that is leaving
+-- goes to the shared queue, so a full one refuses runAll too.
+local function refused(err)
+  check(luapool.isError(err) and err.code == "queue_full", "run raised: %s", tostring(err))
+  total.refused = total.refused + 1
+end
+
 function Soak:submit()
   local i = total.tasks + 1
   local value, expect, raises = random_value(i)
@@ -179,8 +186,7 @@ function Soak:submit()
   end
   local ok, task = pcall(self.pool.run, self.pool, value, opts)
   if not ok then
-    check(luapool.isError(task) and task.code == "queue_full", "run raised: %s", tostring(task))
-    total.refused = total.refused + 1
+    refused(task)
     self.pool:poll(1)
     return
   end
@@ -189,7 +195,9 @@ end
 
 function Soak:run_all()
   local i = total.tasks + 1
-  for _, task in ipairs(self.pool:runAll(i)) do self:track(task, i) end
+  local ok, tasks = pcall(self.pool.runAll, self.pool, i)
+  if not ok then return refused(tasks) end
+  for _, task in ipairs(tasks) do self:track(task, i) end
   total.runAll = total.runAll + 1
 end
 
