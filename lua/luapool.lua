@@ -772,7 +772,7 @@ function methods.destroy(self)
   if self._destroyed then return end
   self._destroyed, self._closed = true, true
   local c = self._core
-  for p, task in pairs(self._pending) do
+  for _, task in pairs(self._pending) do
     self:_settle_error(task, new_error("terminated", "Terminating worker thread"))
   end
   self._stopping, self._nstopping = {}, 0
