@@ -32,6 +32,20 @@ rock="$top/build/rock/luapool-$version.src.rock"
 grep -q '^  license = "MIT"' "$rockspec" && grep -q '^MIT License' LICENSE ||
   fail "LICENSE and the rockspec's license differ"
 
+# Users' builds have no -Werror; the project's own (LUAPOOL_WERROR=ON) do.
+for werror in OFF ON; do
+  cmake -S . -B "$tmp/cmake-$werror" -DLUAPOOL_LUA=lua5.4 -DLUAPOOL_WERROR=$werror >/dev/null ||
+    fail "cmake failed"
+  flags=$(cat "$tmp/cmake-$werror/CMakeFiles/luapool_core.dir/flags.make")
+  case "$werror:$flags" in
+    OFF:*-Werror*) fail "a build without LUAPOOL_WERROR has -Werror" ;;
+    ON:*-Werror*|OFF:*) ;;
+    *) fail "LUAPOOL_WERROR=ON gives no -Werror" ;;
+  esac
+done
+grep -q "LUAPOOL_WERROR *=" "$rockspec" && fail "the rockspec must leave LUAPOOL_WERROR off"
+echo "-Werror: dev builds only"
+
 # Without a network namespace to cut it, offline still holds: --deps-mode=none
 # and a source archive inside the rock leave LuaRocks nothing to download.
 nonet=""

@@ -35,33 +35,33 @@
 ---@field workerId integer? the worker the error happened on
 
 ---@class (exact) luapool.ResourceLimits
----@field maxHeapBytes integer? bytes a worker state may allocate; past them the task fails with `out_of_memory`
+---@field maxHeapBytes? integer bytes a worker state may allocate; past them the task fails with `out_of_memory`
 
 ---Options of `luapool.new`. Durations in milliseconds, memory in bytes.
 ---@class (exact) luapool.Options
----@field filename string? default task file, loaded at once to check it
----@field handler function? default handler, instead of a file
----@field name string? function of a file returning a table (default "default")
----@field minThreads integer? workers started at once and kept (default max(1, cores/2))
----@field maxThreads integer? workers at most (default: cores)
----@field idleTimeout number? ms an idle worker above minThreads lives on (default 0)
----@field maxQueue integer|"auto"? tasks waiting at most (default unbounded; "auto" = maxThreads^2; 0 = no queue)
----@field workerData any a value copied into every worker as `luapool.workerData`
----@field isolateWorkers boolean? a fresh Lua state for every task
----@field terminateTimeout number? ms a worker has to stop once interrupted (default 1000)
----@field maxMemoryLimitBeforeRecycle integer? heap bytes after a task above which the worker is replaced
----@field resourceLimits luapool.ResourceLimits?
----@field teardown string? function of the task file called before a worker state closes
----@field runtime "threads"|"process"? only "threads" is built; "process" raises "not supported yet"
----@field env table<string, string>? process runtime only: raises "not supported yet"
+---@field filename? string default task file, loaded at once to check it
+---@field handler? function default handler, instead of a file
+---@field name? string function of a file returning a table (default "default")
+---@field minThreads? integer workers started at once and kept (default max(1, cores/2))
+---@field maxThreads? integer workers at most (default: cores)
+---@field idleTimeout? number ms an idle worker above minThreads lives on (default 0)
+---@field maxQueue? integer|"auto" tasks waiting at most (default unbounded; "auto" = maxThreads^2; 0 = no queue)
+---@field workerData? any a value copied into every worker as `luapool.workerData`
+---@field isolateWorkers? boolean a fresh Lua state for every task
+---@field terminateTimeout? number ms a worker has to stop once interrupted (default 1000)
+---@field maxMemoryLimitBeforeRecycle? integer heap bytes after a task above which the worker is replaced
+---@field resourceLimits? luapool.ResourceLimits
+---@field teardown? string function of the task file called before a worker state closes
+---@field runtime? "threads"|"process" only "threads" is built; "process" raises "not supported yet"
+---@field env? table<string, string> process runtime only: raises "not supported yet"
 
 ---Options of `pool:run`, `pool:runAll` and `pool:map`.
 ---@class (exact) luapool.RunOptions
----@field filename string? task file, instead of the pool's
----@field name string? function of the task file
----@field handler function? handler function, instead of a file
----@field signal luapool.AbortSignal? from `luapool.AbortController()`
----@field timeout number? ms from the call; past it the task is rejected with `timeout`
+---@field filename? string task file, instead of the pool's
+---@field name? string function of the task file
+---@field handler? function handler function, instead of a file
+---@field signal? luapool.AbortSignal from `luapool.AbortController()`
+---@field timeout? number ms from the call; past it the task is rejected with `timeout`
 
 ---@class luapool.Stats
 ---@field min number ms
@@ -98,7 +98,7 @@ local Task = {}
 function Task:status() end
 
 ---Waits until the task settles, or `ms` milliseconds at most.
----@param ms number?
+---@param ms? number
 ---@return boolean settled
 function Task:wait(ms) end
 
@@ -130,29 +130,29 @@ local Pool = {}
 
 ---Queues a task; returns at once.
 ---@param value any copied to the worker
----@param options luapool.RunOptions?
+---@param options? luapool.RunOptions
 ---@return luapool.Task
 function Pool:run(value, options) end
 
 ---Runs `value` once on every live worker.
 ---@param value any
----@param options luapool.RunOptions?
+---@param options? luapool.RunOptions
 ---@return luapool.Task[]
 function Pool:runAll(value, options) end
 
 ---One task per element; returns the first value of each, in order, or raises the first error.
 ---@param list any[]
----@param options luapool.RunOptions?
+---@param options? luapool.RunOptions
 ---@return any[]
 function Pool:map(list, options) end
 
 ---Blocks until nothing is queued or running, or `ms` milliseconds at most.
----@param ms number?
+---@param ms? number
 ---@return boolean done
 function Pool:wait(ms) end
 
 ---Settles finished tasks and runs callbacks and events; blocks only when given `ms`.
----@param ms number?
+---@param ms? number
 ---@return integer settled
 function Pool:poll(ms) end
 
@@ -181,7 +181,7 @@ function Pool:on(event, fn) end
 function Pool:cancelPendingTasks() end
 
 ---Replaces every worker with a fresh one; returns when done.
----@param options { runtime: "threads" }?
+---@param options? { runtime: "threads" }
 function Pool:recycleWorkers(options) end
 
 ---Refuses new tasks, lets queued and running ones finish, then destroys.
@@ -211,7 +211,7 @@ function WorkerView.postMessage(value) end
 ---@field _VERSION string
 local luapool = {}
 
----@param options luapool.Options?
+---@param options? luapool.Options
 ---@return luapool.Pool
 function luapool.new(options) end
 
