@@ -1,8 +1,9 @@
 -- Checks lua/luapool/meta.lua (the lua-language-server annotations) against
 -- the luapool that `require` finds: every public name the code has is
 -- annotated, and every annotated name exists. Run by scripts/test-rock.sh
--- with an installed rock: `lua check-meta.lua META_FILE`. Exits 1 on drift.
-local meta_file = assert(arg[1], "usage: check-meta.lua META_FILE")
+-- with an installed rock: `lua check-meta.lua META_FILE [API_DOC]`; with
+-- API_DOC (docs/API.md), also that the reference names them. Exits 1 on drift.
+local meta_file = assert(arg[1], "usage: check-meta.lua META_FILE [API_DOC]")
 local luapool = require "luapool"
 
 local problems = {}
@@ -120,6 +121,25 @@ for k in pairs(classes["luapool.WorkerView"] or {}) do
   end
 end
 pool:destroy()
+
+-- The reference names every annotated name, in a code span.
+local doc_file = arg[2]
+if doc_file then
+  local d = assert(io.open(doc_file))
+  local doc = d:read("*a")
+  d:close()
+  local named = {}  -- every name in code: fenced blocks, then `spans`
+  local function add(code)
+    for word in code:gmatch("[%a_][%w_]*") do named[word] = true end
+  end
+  for block in doc:gmatch("```(.-)```") do add(block) end
+  for span in doc:gsub("```.-```", ""):gmatch("`([^`]+)`") do add(span) end
+  for class, members in pairs(classes) do
+    for k in pairs(members) do
+      if not named[k] then problem("%s.%s is annotated but %s does not name it", class, k, doc_file) end
+    end
+  end
+end
 
 if #problems > 0 then
   io.stderr:write(meta_file, " is out of date:\n  ", table.concat(problems, "\n  "), "\n")

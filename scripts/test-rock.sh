@@ -46,6 +46,10 @@ done
 grep -q "LUAPOOL_WERROR *=" "$rockspec" && fail "the rockspec must leave LUAPOOL_WERROR off"
 echo "-Werror: dev builds only"
 
+# The README points at the reference in the repository, and nowhere else.
+grep -q '](docs/API.md)' README.md || fail "README does not link docs/API.md"
+grep -q 'shared/' README.md docs/API.md && fail "README or docs/API.md points outside the repository"
+
 # Without a network namespace to cut it, offline still holds: --deps-mode=none
 # and a source archive inside the rock leave LuaRocks nothing to download.
 nonet=""
@@ -69,7 +73,7 @@ check() {
     # the specs run with luarocks' interpreter for this tree, which must
     # be $lua (LuaJIT's module does not load in lua5.1)
     luarocks "$@" test
-    "$lua" scripts/check-meta.lua "$(ls "$tree"/share/lua/*/luapool/meta.lua)"
+    "$lua" scripts/check-meta.lua "$(ls "$tree"/share/lua/*/luapool/meta.lua)" docs/API.md
   )
 }
 
