@@ -72,7 +72,7 @@ check() {
     esac
     # the specs run with luarocks' interpreter for this tree, which must
     # be $lua (LuaJIT's module does not load in lua5.1)
-    luarocks "$@" test
+    luarocks "$@" test "$rockspec"
     "$lua" scripts/check-meta.lua "$(ls "$tree"/share/lua/*/luapool/meta.lua)" docs/API.md
   )
 }
@@ -96,7 +96,7 @@ fi
 grep -q 'has LuaJIT.s headers' "$tmp/mixed.log" || { cat "$tmp/mixed.log"; fail "no clear error"; }
 
 # `luarocks make` from the checkout, as the README shows for development.
-quiet "$tmp/make.log" luarocks --lua-version 5.4 --tree "$tmp/make" make --deps-mode=none
+quiet "$tmp/make.log" luarocks --lua-version 5.4 --tree "$tmp/make" make --deps-mode=none "$rockspec"
 (eval "$(luarocks --lua-version 5.4 --tree "$tmp/make" path)" &&
  lua5.4 -e 'assert(require("luapool")._VERSION)') || fail "luarocks make: no luapool"
 echo "luarocks make: ok"
