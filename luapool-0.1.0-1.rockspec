@@ -33,6 +33,8 @@ build = {
     CMAKE_INSTALL_PREFIX = "$(PREFIX)",
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUA_LIBDIR = "$(LIBDIR)",
+    LUALIB = "$(LUALIB)",
+    LUA_LIBRARY_DIR = "$(LUA_LIBDIR)",
     LUA_DIR = "$(LUADIR)",
     LUAPOOL_INTERPRETER = "$(LUA)",
   },

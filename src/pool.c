@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "interrupt.h"
@@ -20,12 +22,6 @@
 #define IDLE_GRACE_MS 1000
 #define FREE_TASKS_MAX 256
 #define FREE_BUF_MAX 65536
-
-uint64_t lp_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void deadline_after(struct timespec *ts, double ms) {
   clock_gettime(CLOCK_MONOTONIC, ts);
@@ -115,6 +111,7 @@ static void join_worker(lp_worker *w) {
 
 void lp_worker_free(lp_worker *w) {
   lp_buf_free(&w->exit_msg.body);
+  pthread_mutex_destroy(&w->proc.lock);
   pthread_cond_destroy(&w->wake);
   free(w);
 }
@@ -133,6 +130,17 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
   }
 }
 
+/* The worker's thread starts with every signal blocked but the pool's
+** interrupt and faults: the host's signals are for the host's threads. */
+static int create_thread(lp_pool *p, lp_worker *w) {
+  sigset_t old;
+  int r;
+  if (lp_interrupt_block_signals(p->signo, &old)) return -1;
+  r = pthread_create(&w->thread, NULL, lp_worker_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r ? -1 : 0;
+}
+
 /* Starts a worker in a free slot; the caller has counted it in nlive and
 ** idle already. Returns 0, -1 when memory or threads ran out, or 1 when no
 ** slot is free yet: a leaving worker holds it until the main thread has
@@ -145,6 +153,7 @@ static int start_worker(lp_pool *p) {
   if (slot == p->cfg.max_threads) return 1;
   if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
+  w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
@@ -152,10 +161,15 @@ static int start_worker(lp_pool *p) {
     free(w);
     return -1;
   }
+  if (pthread_mutex_init(&w->proc.lock, NULL)) {
+    pthread_cond_destroy(&w->wake);
+    free(w);
+    return -1;
+  }
   pthread_mutex_lock(&p->lock);
   p->slots[slot].w = w;  /* before it runs: it may be woken at once */
   pthread_mutex_unlock(&p->lock);
-  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
+  if (create_thread(p, w)) {
     pthread_mutex_lock(&p->lock);
     p->slots[slot].w = NULL;
     pthread_mutex_unlock(&p->lock);
@@ -199,7 +213,7 @@ static int workers_needed(lp_pool *p) {
 void lp_pool_maintain(lp_pool *p) {
   int n;
   pthread_mutex_lock(&p->lock);
-  n = atomic_load(&p->stop) ? 0 : workers_needed(p);
+  n = atomic_load(&p->stop) || lp_pool_broken(p) ? 0 : workers_needed(p);
   pthread_mutex_unlock(&p->lock);
   start_workers(p, n);
 }
@@ -215,7 +229,7 @@ lp_pool *lp_pool_new(void) {
 
 int lp_pool_init(lp_pool *p) {
   int n;
-  if (lp_interrupt_install()) return -1;
+  if ((p->signo = lp_interrupt_install()) < 0) return LP_ESIGNAL;
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;
@@ -267,6 +281,9 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
   size_t q;
+  if (lp_pool_broken(p)) return LP_EBROKEN;
+  if (++p->next_id == 0) p->next_id = 1;
+  t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
     pthread_mutex_unlock(&p->lock);
@@ -320,6 +337,31 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
+/* Main thread. A host that took the interrupt signal over hears of it
+** once, through the "error" event; tasks then stop at terminateTimeout. */
+static void interrupt(lp_pool *p, lp_worker *w) {
+  static const char fmt[] = "luapool's interrupt signal (SIGRTMIN+%d) has been given "
+      "another handler by the host: running tasks can no longer be interrupted, and "
+      "are given up on after terminateTimeout";
+  lp_msg *m;
+  char text[sizeof fmt + 16];
+  if (w->rt != &lp_rt_thread || lp_interrupt_is_ours(p->signo)) {
+    w->rt->interrupt(w);
+    return;
+  }
+  if (p->signal_lost) return;
+  p->signal_lost = 1;
+  snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
+  if (!(m = calloc(1, sizeof *m))) return;
+  m->kind = LP_MSG_ERROR;
+  m->worker_id = w->slot + 1;
+  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+    free(m);
+    return;
+  }
+  lp_pool_post(p, m);
+}
+
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   int r = LP_TASK_DONE;
   lp_worker *w = NULL;
@@ -341,10 +383,10 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   } else if ((w = worker_running(p, t))) {
     r = LP_TASK_RUNNING;
     if (queued_only) w = NULL;
-    else atomic_store(&w->cancel, t);
+    else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) lp_interrupt(w);
+  if (w) interrupt(p, w);
   return r;
 }
 
@@ -388,16 +430,50 @@ static void detach(lp_pool *p, lp_worker *w) {
   pthread_detach(w->thread);
 }
 
-int lp_pool_abandon(lp_pool *p, lp_task *t) {
+int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   lp_worker *w;
   int id = 0;
+  *killed = 0;
   pthread_mutex_lock(&p->lock);
   if ((w = worker_running(p, t))) {
     id = w->slot + 1;
-    detach(p, w);
+    if (w->rt->kill) {  /* its thread sees the end and leaves as usual */
+      w->rt->kill(w);
+      *killed = 1;
+    } else {
+      detach(p, w);
+    }
   }
   pthread_mutex_unlock(&p->lock);
   return id;
+}
+
+/* Rejects t, taken off the queue, with load_error. Lock held. */
+static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
+  const char *err[4] = {"load_error", why, NULL, NULL};
+  atomic_store(&t->state, LP_TASK_DONE);
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  t->msg.worker_id = w->slot + 1;
+  t->t_start = t->t_end = lp_now_ns();
+  lp_pool_post(p, &t->msg);
+}
+
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
+  char *s = strdup(why), *none = NULL;
+  int i;
+  if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  pthread_mutex_lock(&p->lock);
+  if (atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+    for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
+    while (p->head) {
+      lp_task *t = p->head;
+      lp_pool_unlink_queued(p, t);
+      fail_queued(p, w, t, why);
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
 }
 
 int lp_pool_retire_all(lp_pool *p) {
@@ -514,8 +590,8 @@ static void free_msgs(lp_pool *p, lp_msg *m) {
 }
 
 int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
-  int i, stuck = 0;
-  uint64_t deadline, idle_deadline;
+  int i, stuck = 0, forever;
+  uint64_t deadline = 0, idle_deadline = 0;
   if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
@@ -524,24 +600,36 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    lp_interrupt(w);  /* a task, or a task file's top level, may be running */
+    interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
-  if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
+  forever = !(terminate_ms < LP_FOREVER_MS);  /* NaN too */
   /* An idle worker is not stuck: it closes its state (and runs teardown)
   ** on its way out; it gets at least IDLE_GRACE_MS for that. */
-  deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
-  idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
-                                                                          : IDLE_GRACE_MS) * 1e6);
+  if (!forever) {
+    if (terminate_ms < 0) terminate_ms = 0;
+    deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+    idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
+                                                                            : IDLE_GRACE_MS) * 1e6);
+  }
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
     int busy;
     if (!w || w->joined) continue;
+    if (forever) {  /* no limit: wait for it, however long it takes */
+      join_worker(w);
+      continue;
+    }
     pthread_mutex_lock(&p->lock);
     busy = w->task != NULL;
     pthread_mutex_unlock(&p->lock);
-    if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
+    if (lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
+      continue;
+    }
+    if (w->rt->kill) {  /* a process: its thread ends once the child is gone */
+      w->rt->kill(w);
+      join_worker(w);
       continue;
     }
     pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
@@ -596,6 +684,13 @@ void lp_pool_release(lp_pool *p) {
   free(p->cfg.path);
   free(p->cfg.cpath);
   free(p->cfg.teardown);
+  free(p->cfg.worker_path);
+  free(atomic_load(&p->broken));
+  if (p->cfg.env) {
+    char **e;
+    for (e = p->cfg.env; *e; e++) free(*e);
+    free(p->cfg.env);
+  }
   lp_buf_free(&p->cfg.bytecode);
   lp_buf_free(&p->cfg.handler);
   lp_buf_free(&p->cfg.worker_data);
