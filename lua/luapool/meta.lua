@@ -20,6 +20,7 @@
 ---| "terminate_timeout" # a worker did not stop within terminateTimeout
 ---| "destroyed"         # the pool is closed or destroyed
 ---| "invalid_option"    # a bad option
+---| "invalid_argument"  # a bad argument to a function or method
 ---| "worker_error"      # an "error" event about a worker, tied to no task
 
 ---@alias luapool.Event "message"|"drain"|"error"|"workerCreate"|"workerDestroy"
@@ -35,15 +36,15 @@
 ---@field workerId integer? the worker the error happened on
 
 ---@class (exact) luapool.ResourceLimits
----@field maxHeapBytes? integer bytes a worker state may allocate; past them the task fails with `out_of_memory`
+---@field maxHeapBytes? integer bytes (from 256 KiB) a worker state may allocate; past them the task fails with `out_of_memory`
 
 ---Options of `luapool.new`. Durations in milliseconds, memory in bytes.
 ---@class (exact) luapool.Options
 ---@field filename? string default task file, loaded at once to check it
 ---@field handler? function default handler, instead of a file
 ---@field name? string function of a file returning a table (default "default")
----@field minThreads? integer workers started at once and kept (default max(1, cores/2))
----@field maxThreads? integer workers at most (default: cores)
+---@field minThreads? integer workers started at once and kept, 0..4096 (default max(1, cores/2))
+---@field maxThreads? integer workers at most, 1..4096 (default: cores)
 ---@field idleTimeout? number ms an idle worker above minThreads lives on (default 0)
 ---@field maxQueue? integer|"auto" tasks waiting at most (default unbounded; "auto" = maxThreads^2; 0 = no queue)
 ---@field workerData? any a value copied into every worker as `luapool.workerData`
@@ -52,8 +53,8 @@
 ---@field maxMemoryLimitBeforeRecycle? integer heap bytes after a task above which the worker is replaced
 ---@field resourceLimits? luapool.ResourceLimits
 ---@field teardown? string function of the task file called before a worker state closes
----@field runtime? "threads"|"process" only "threads" is built; "process" raises "not supported yet"
----@field env? table<string, string> process runtime only: raises "not supported yet"
+---@field runtime? "threads"|"process"|"worker_threads"|"child_process" where workers run (default "threads"; Tinypool's names too)
+---@field env? table<string, string|number> runtime "process" only: exactly the workers' environment
 
 ---Options of `pool:run`, `pool:runAll` and `pool:map`.
 ---@class (exact) luapool.RunOptions
@@ -126,6 +127,7 @@ function Task:onDone(fn) end
 ---@field runTime luapool.Stats how long tasks ran
 ---@field waitTime luapool.Stats how long tasks waited in the queue
 ---@field options luapool.Options a copy, defaults filled in
+---@field interruptSignal integer the real-time signal that interrupts this pool's thread workers
 local Pool = {}
 
 ---Queues a task; returns at once.
@@ -153,7 +155,7 @@ function Pool:wait(ms) end
 
 ---Settles finished tasks and runs callbacks and events; blocks only when given `ms`.
 ---@param ms? number
----@return integer settled
+---@return integer settled how many tasks it settled
 function Pool:poll(ms) end
 
 ---A file descriptor readable while `poll()` has work (for luv, cqueues, copas).
@@ -180,8 +182,11 @@ function Pool:on(event, fn) end
 ---@return integer cancelled
 function Pool:cancelPendingTasks() end
 
----Replaces every worker with a fresh one; returns when done.
----@param options? { runtime: "threads" }
+---Replaces every worker with a fresh one (of `runtime` from then on): idle
+---ones at once, busy ones after their task. True once all are replaced;
+---false if `timeout` ms passed first.
+---@param options? { runtime?: "threads"|"process"|"worker_threads"|"child_process", timeout?: number }
+---@return boolean done
 function Pool:recycleWorkers(options) end
 
 ---Refuses new tasks, lets queued and running ones finish, then destroys.
@@ -196,6 +201,7 @@ function Pool:destroy() end
 ---@field isWorkerThread true
 ---@field workerId integer 1..maxThreads, unique among live workers
 ---@field workerData any a copy of the pool's `workerData`
+---@field runtime "threads"|"process" the runtime this worker runs in
 local WorkerView = {}
 
 ---Fires the pool's "message" event with a copy of `value` and this worker's id.
