@@ -27,6 +27,7 @@ build = {
     LUA_LIBDIR = "$(LIBDIR)",
     LUA_DIR = "$(LUADIR)",
   },
+  install = { bin = { luapool = "bin/luapool" } },
 }
 -- `luarocks test` runs busted (Debian's lua-busted, or the busted rock)
 -- through spec/run.lua with the tree's own Lua.

@@ -12,6 +12,8 @@ run() {  # run LUAVERSION INTERPRETER [VAR=VALUE...]
   tree="$tmp/$ver"
   luarocks --lua-version "$ver" --tree "$tree" make --deps-mode=none \
     luapool-scm-1.rockspec "$@" >"$tmp/make-$ver.log" 2>&1 || { cat "$tmp/make-$ver.log"; exit 1; }
+  # spec/cli_spec.lua runs the command the rock installed in the tree's bin/
+  export LUAPOOL_BIN="$tree/bin/luapool"
   # Only the tree's copy of luapool may be found: no lua/ or build/ paths.
   (cd "$tmp" && cp -r "$top/spec" . &&
    LUA_PATH="$tree/share/lua/$ver/?.lua;;" LUA_CPATH="$tree/lib/lua/$ver/?.so;;" \
@@ -26,6 +28,9 @@ luarocks_test() {
   LUA_PATH="$tree/share/lua/5.4/?.lua;;" LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
     luarocks --lua-version 5.4 --tree "$tree" test luapool-scm-1.rockspec
 }
-run 5.1 luajit LUA_INCDIR=/usr/include/luajit-2.1
+# For LuaJIT, a config naming its interpreter: the tree's bin/luapool runs it.
+printf 'lua_interpreter = "luajit"\nvariables = { LUA_INCDIR = "/usr/include/luajit-2.1", LUA_BINDIR = "/usr/bin" }\n' >"$tmp/luajit.lua"
+LUAROCKS_CONFIG="$tmp/luajit.lua" run 5.1 luajit
+unset LUAROCKS_CONFIG
 run 5.4 lua5.4
 luarocks_test

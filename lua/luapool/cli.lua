@@ -193,6 +193,33 @@ local function progress_bar(input)
 end
 
 ---------------------------------------------------------------------------
+-- Ctrl-C. Under LuaJIT, SIGINT is blocked (before the workers start, so
+-- their threads inherit the mask) and the main loop looks at pending
+-- signals between results: nothing is interrupted half-way. Elsewhere,
+-- lua.c's handler raises "interrupted!" in the main state.
+
+local function sigint_watch()
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then return nil end
+  pcall(ffi.cdef, [[
+    typedef struct { unsigned long bits[16]; } luapool_sigset;
+    int sigemptyset(luapool_sigset *set);
+    int sigaddset(luapool_sigset *set, int sig);
+    int sigismember(const luapool_sigset *set, int sig);
+    int sigpending(luapool_sigset *set);
+    int sigprocmask(int how, const luapool_sigset *set, luapool_sigset *old);
+  ]])
+  local C, SIGINT, SIG_BLOCK = ffi.C, 2, 0
+  local set, pending = ffi.new("luapool_sigset"), ffi.new("luapool_sigset")
+  C.sigemptyset(set)
+  C.sigaddset(set, SIGINT)
+  if C.sigprocmask(SIG_BLOCK, set, nil) ~= 0 then return nil end
+  return function()
+    return C.sigpending(pending) == 0 and C.sigismember(pending, SIGINT) == 1
+  end
+end
+
+---------------------------------------------------------------------------
 -- Running
 
 local function load_cjson()
@@ -239,15 +266,19 @@ end
 local function writer()
   local out = io.stdout
   out:setvbuf("full", 65536)
-  return function(s)
-    local ok, err, code = out:write(s)
-    if not ok then
-      if code == 32 or tostring(err):find("Broken pipe", 1, true) then
-        fail(141, "")
-      end
-      fail(1, "luapool: cannot write output: %s", tostring(err))
-    end
+  local function check(err, code)
+    if code == 32 or tostring(err):find("Broken pipe", 1, true) then fail(141, "") end
+    fail(1, "luapool: cannot write output: %s", tostring(err))
   end
+  local function write(s)
+    local ok, err, code = out:write(s)
+    if not ok then check(err, code) end
+  end
+  local function flush()
+    local ok, err, code = out:flush()
+    if not ok then check(err, code) end
+  end
+  return write, flush
 end
 
 local function error_lines(rec)
@@ -288,8 +319,10 @@ end
 
 local function run(o)
   local cjson = load_cjson()
-  local files, size = open_inputs(o.inputs)
-  local pool = new_pool(o, cjson)
+  local interrupted = sigint_watch()
+  local pool = new_pool(o, cjson)  -- the task file is checked before any input is opened
+  local ok, files, size = pcall(open_inputs, o.inputs)
+  if not ok then pool:destroy() error(files, 0) end
   local input = { bytes = 0, size = size, pulled = 0 }
   local src = line_source(files, input)
   local stream = imap.stream(pool, function()
@@ -302,19 +335,25 @@ local function run(o)
   local show = o.progress
   if show == nil then show = isatty(2) end
   local bar = show and progress_bar(input)
-  local write = writer()
+  local write, flush = writer()
   local t0, failed, status = now(), 0, 0
   local ok, err = pcall(function()
     while true do
-      local rec = stream:take(bar and 100 or nil)
+      local rec = stream:take(0)
+      if rec == false then  -- nothing ready: let the reader see what is written
+        flush()
+        rec = stream:take(100)
+      end
       if rec == nil then break end
       if rec then
         local nerr, stop = output(o, write, rec)
         failed = failed + nerr
         if stop then stream:stop() break end
       end
+      if interrupted and interrupted() then error("interrupted!", 0) end
       if bar then bar.draw(stream.settled) end
     end
+    flush()
   end)
   if not ok and getmetatable(err) ~= Exit then
     -- Ctrl-C (lua.c raises "interrupted!"): write what finished, in order
@@ -327,10 +366,10 @@ local function run(o)
         if not rec.settled or rec.err then break end
         output(o, write, rec)
       end
+      flush()
     end)
   end
   if bar then bar.erase() end
-  pcall(io.stdout.flush, io.stdout)
   if o.stats then print_stats(pool, stream.settled, now() - t0) end
   pool:destroy()
   if not ok and getmetatable(err) == Exit then error(err, 0) end
