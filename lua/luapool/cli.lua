@@ -165,7 +165,7 @@ end
 local function si(n)
   if n >= 1e6 then return ("%.1fM"):format(n / 1e6) end
   if n >= 1e4 then return ("%.0fk"):format(n / 1e3) end
-  return ("%d"):format(n)
+  return ("%d"):format(math.floor(n))
 end
 
 local function progress_bar(input)
