@@ -281,21 +281,22 @@ local function writer()
   return write, flush
 end
 
-local function error_lines(rec)
+local function error_lines(rec, n)
   local error_line, out = require("luapool.chunk").error_line, {}
-  for i = 1, rec.n do
+  for i = 1, n do
     out[i] = error_line(rec.err.code, rec.err.message, rec.first + i - 1)
   end
-  out[rec.n + 1] = ""
+  out[n + 1] = ""
   return (table.concat(out, "\n"):gsub("\\/", "/"))
 end
 
 -- Writes one settled record; returns how many lines failed in it, and
 -- whether --fail-fast stops here.
 local function output(o, write, rec)
-  if rec.err then
-    write(error_lines(rec))
-    return rec.n, o.fail_fast
+  if rec.err then  -- every line of the chunk failed; --fail-fast: the first
+    local n = o.fail_fast and 1 or rec.n
+    write(error_lines(rec, n))
+    return n, o.fail_fast
   end
   local s, nerr, _, k = rec.values[1], rec.values[2], rec.values[3], rec.values[4]
   if o.fail_fast and k then  -- up to the first failed line
