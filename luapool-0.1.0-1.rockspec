@@ -38,6 +38,7 @@ build = {
     LUA_DIR = "$(LUADIR)",
     LUAPOOL_INTERPRETER = "$(LUA)",
   },
+  install = { bin = { luapool = "bin/luapool" } },
 }
 -- `luarocks test` runs busted (Debian's lua-busted, or the busted rock)
 -- through spec/run.lua with the tree's own Lua, against the luapool that

@@ -39,6 +39,7 @@ end
 function luapool.isError(v)
   return getmetatable(v) == Error
 end
+luapool._error = new_error  -- for luapool.imap
 
 -- A bad argument to a function of the API: `fname: what was wrong`.
 local function bad_argument(fname, what)
@@ -690,12 +691,18 @@ end
 function methods.map(self, list, opts)
   if type(list) ~= "table" then bad_argument("pool:map", "expects a list, not " .. describe_value(list)) end
   local tasks, n = {}, #list
+  -- raises the error of element i, with its index, cancelling the others
+  local function fail(e, i)
+    for j = 1, n do if tasks[j] then tasks[j]:cancel() end end
+    if luapool.isError(e) then e.index = i end
+    error(e, 3)
+  end
   for i = 1, n do
     while true do  -- with a bounded queue, wait for room instead of failing
       local ok, t = pcall(submit, self, list[i], opts)
       if ok then tasks[i] = t break end
       if not (luapool.isError(t) and t.code == "queue_full") or self._npending == 0 then
-        error(t, 2)
+        fail(t, i)
       end
       local before = self._completed
       block_until(self, function() return self._completed > before end)
@@ -705,10 +712,15 @@ function methods.map(self, list, opts)
   for i = 1, n do
     local t = tasks[i]
     if not t._state then self:_await(t) end
-    if t._state == "rejected" then error(t._err, 2) end
+    if t._state == "rejected" then fail(t._err, i) end
     out[i] = (t:_values())
   end
   return out
+end
+
+-- A streaming map, in lua/luapool/imap.lua.
+function methods.imap(self, src, opts)
+  return require("luapool.imap").imap(self, src, opts)
 end
 
 function methods.on(self, event, fn)

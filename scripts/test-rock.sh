@@ -72,8 +72,10 @@ check() {
       *) fail "$name: require found '$found', not the rock in $tree" ;;
     esac
     # the specs run with luarocks' interpreter for this tree, which must
-    # be $lua (LuaJIT's module does not load in lua5.1)
-    luarocks "$@" test "$rockspec"
+    # be $lua (LuaJIT's module does not load in lua5.1); spec/cli_spec.lua
+    # runs the command the rock installed in the tree's bin/
+    [ -x "$tree/bin/luapool" ] || fail "$name: the rock installed no bin/luapool"
+    LUAPOOL_BIN="$tree/bin/luapool" luarocks "$@" test "$rockspec"
     "$lua" scripts/check-meta.lua "$(ls "$tree"/share/lua/*/luapool/meta.lua)" docs/API.md
   )
 }
