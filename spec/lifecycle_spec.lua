@@ -74,7 +74,7 @@ describe("recycleWorkers", function()
     assert.equal(1, (queued:get()))  -- on the new worker's fresh state
   end)
 
-  it("runs teardown on each recycled state", function()
+  it("runs teardown on each recycled state and refuses an unknown runtime", function()
     local log = tmpname()
     local pool = new { filename = STATE, teardown = "teardown", minThreads = 2, maxThreads = 2,
                        workerData = log }

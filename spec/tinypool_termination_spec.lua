@@ -14,7 +14,6 @@
 -- `channel` option; "writing to terminating worker does not crash"
 -- is turned around (the worker keeps posting messages while the pool goes away), and
 -- "recycling workers while closing pool does not crash" uses isolated threads.
-local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 local it_threads = helpers.threads_only(it, pending)
 local gate = require "spec.support.gate"

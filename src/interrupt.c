@@ -6,7 +6,7 @@
 #include <time.h>
 #include "interrupt.h"
 
-#define INTERRUPT_SIGNAL (SIGRTMIN + 5)
+#define FIRST_SIGNAL (SIGRTMIN + 5)  /* glibc and common libraries use the lowest */
 #define INTR_KEY "luapool.intr"
 
 int lp_interrupt_pending(lp_intr *i) {
@@ -41,22 +41,40 @@ static void on_signal(int sig, siginfo_t *si, void *uc) {
   lp_interrupt_signalled(i);
 }
 
+static int is_ours(const struct sigaction *sa) {
+  return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_signal;
+}
+
+static int is_free(const struct sigaction *sa) {
+  return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == SIG_DFL;
+}
+
+/* The process's signal table is the only record: a signal that has our
+** handler is ours; else the first real-time signal nobody handles or
+** ignores becomes ours. A host's handler is never replaced. */
 int lp_interrupt_install(void) {
   struct sigaction old, sa;
-  if (sigaction(INTERRUPT_SIGNAL, NULL, &old)) return -1;
-  if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_signal) return 0;
+  int sig;
+  for (sig = FIRST_SIGNAL; sig <= SIGRTMAX; sig++)
+    if (sigaction(sig, NULL, &old) == 0 && is_ours(&old)) return sig;
+  for (sig = FIRST_SIGNAL; sig <= SIGRTMAX; sig++)
+    if (sigaction(sig, NULL, &old) == 0 && is_free(&old)) break;
+  if (sig > SIGRTMAX) return -1;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  return sigaction(INTERRUPT_SIGNAL, &sa, NULL);
+  return sigaction(sig, &sa, NULL) ? -1 : sig;
 }
 
-void lp_interrupt_thread_init(void) {
+int lp_interrupt_block_signals(int sig, sigset_t *old) {
+  static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
   sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, INTERRUPT_SIGNAL);
-  pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+  size_t i;
+  sigfillset(&s);
+  for (i = 0; i < sizeof faults / sizeof *faults; i++) sigdelset(&s, faults[i]);
+  sigdelset(&s, sig);
+  return pthread_sigmask(SIG_SETMASK, &s, old) ? -1 : 0;
 }
 
 int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id) {
@@ -74,10 +92,15 @@ void lp_interrupt_leave(lp_intr *i, lua_State *L) {
   if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
 }
 
-void lp_interrupt_thread(pthread_t thread, lp_intr *i) {
+int lp_interrupt_is_ours(int sig) {
+  struct sigaction sa;
+  return sigaction(sig, NULL, &sa) == 0 && is_ours(&sa);
+}
+
+void lp_interrupt_thread(pthread_t thread, lp_intr *i, int sig) {
   union sigval v;
   v.sival_ptr = i;
-  pthread_sigqueue(thread, INTERRUPT_SIGNAL, v);  /* ESRCH: it ended */
+  pthread_sigqueue(thread, sig, v);  /* ESRCH: it ended */
 }
 
 uint64_t lp_now_ns(void) {

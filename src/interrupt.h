@@ -8,6 +8,7 @@
 #define LUAPOOL_INTERRUPT_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "compat.h"
@@ -21,8 +22,16 @@ typedef struct lp_intr {
   int exiting;                    /* os.exit was called */
 } lp_intr;
 
-int lp_interrupt_install(void);              /* idempotent; 0 or -1 */
-void lp_interrupt_thread_init(void);         /* in each worker thread */
+/* Finds or installs the process's interrupt signal: a real-time signal
+** from SIGRTMIN+5 up that has our handler, else the first that has none.
+** Returns its number, or -1 when every one is taken. */
+int lp_interrupt_install(void);
+/* Whether sig still has our handler: a host may have taken it over. */
+int lp_interrupt_is_ours(int sig);
+/* Blocks every signal but sig and faults in the calling thread, so that a
+** thread it creates starts so (the host's signals go to its own threads);
+** old receives the mask to restore. 0 or -1. */
+int lp_interrupt_block_signals(int sig, sigset_t *old);
 /* Around each task's Lua code, on the state's thread; enter returns 0 when
 ** the task is to stop before it starts. */
 int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id);
@@ -38,8 +47,9 @@ void lp_interrupt_wrap_coroutines(lua_State *L, lp_intr *i);
 #define LP_HOOK_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
 /* The hook itself, also used by os.exit in workers. */
 void lp_interrupt_hook(lua_State *L, lua_Debug *ar);
-/* Asks the thread running i's state to look at it (thread runtime). */
-void lp_interrupt_thread(pthread_t thread, lp_intr *i);
+/* Asks the thread running i's state to look at it (thread runtime), with
+** the process's interrupt signal sig. */
+void lp_interrupt_thread(pthread_t thread, lp_intr *i, int sig);
 /* Joins a thread unless the monotonic clock passes deadline_ns first;
 ** returns 0 once joined. */
 int lp_join_until(pthread_t thread, uint64_t deadline_ns);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,6 +116,45 @@ void lp_worker_free(lp_worker *w) {
   free(w);
 }
 
+/* ---- messages --------------------------------------------------------- */
+
+/* One fewer message waits for the host; at half the bound, posters that
+** wait for room are woken. */
+static void message_taken(lp_pool *p) {
+  long n = atomic_fetch_sub(&p->nmessages, 1) - 1;
+  if (n <= LP_MESSAGES_MAX / 2 && atomic_load(&p->room_waiters)) {
+    pthread_mutex_lock(&p->done_lock);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+}
+
+/* Whether the task w runs, or the pool, is to stop (w's own thread). */
+static int worker_stopping(lp_worker *w) {
+  lp_task *t = w->task;
+  return atomic_load(&w->pool->stop) || (t && atomic_load(&w->cancel) == t->id);
+}
+
+int lp_pool_post_message(lp_worker *w, lp_msg *m) {
+  lp_pool *p = w->pool;
+  while (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX) {
+    if (worker_stopping(w)) {
+      lp_buf_free(&m->body);
+      free(m);
+      return -1;
+    }
+    pthread_mutex_lock(&p->done_lock);
+    atomic_fetch_add(&p->room_waiters, 1);
+    if (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX)  /* slices: stops arrive by signal */
+      lp_cond_timedwait(&p->room_cond, &p->done_lock, 10);
+    atomic_fetch_sub(&p->room_waiters, 1);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+  atomic_fetch_add(&p->nmessages, 1);
+  lp_pool_post(p, m);
+  return 0;
+}
+
 void lp_msg_free(lp_pool *p, lp_msg *m) {
   if (m->kind == LP_MSG_TASK) {
     lp_task_free(p, (lp_task *)m);
@@ -124,9 +164,21 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
     if (p->slots[w->slot].w == w) p->slots[w->slot].w = NULL;
     lp_worker_free(w);
   } else {
+    if (m->kind == LP_MSG_MESSAGE) message_taken(p);
     lp_buf_free(&m->body);
     free(m);
   }
+}
+
+/* The worker's thread starts with every signal blocked but the pool's
+** interrupt and faults: the host's signals are for the host's threads. */
+static int create_thread(lp_pool *p, lp_worker *w) {
+  sigset_t old;
+  int r;
+  if (lp_interrupt_block_signals(p->signo, &old)) return -1;
+  r = pthread_create(&w->thread, NULL, lp_worker_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r ? -1 : 0;
 }
 
 /* Starts a worker in a free slot; the caller has counted it in nlive and
@@ -157,7 +209,7 @@ static int start_worker(lp_pool *p) {
   pthread_mutex_lock(&p->lock);
   p->slots[slot].w = w;  /* before it runs: it may be woken at once */
   pthread_mutex_unlock(&p->lock);
-  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
+  if (create_thread(p, w)) {
     pthread_mutex_lock(&p->lock);
     p->slots[slot].w = NULL;
     pthread_mutex_unlock(&p->lock);
@@ -217,7 +269,7 @@ lp_pool *lp_pool_new(void) {
 
 int lp_pool_init(lp_pool *p) {
   int n;
-  if (lp_interrupt_install()) return -1;
+  if ((p->signo = lp_interrupt_install()) < 0) return LP_ESIGNAL;
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;
@@ -229,6 +281,12 @@ int lp_pool_init(lp_pool *p) {
   if (lp_cond_init(&p->done_cond)) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
+    return -1;
+  }
+  if (lp_cond_init(&p->room_cond)) {
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->done_lock);
+    pthread_cond_destroy(&p->done_cond);
     return -1;
   }
   p->initialized = 1;
@@ -270,7 +328,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   int spawn = 0;
   size_t q;
   if (lp_pool_broken(p)) return LP_EBROKEN;
-  if (++p->next_id == 0) p->next_id = 1;
+  if (++p->next_id == 0 || p->next_id == LP_LOAD_ID) p->next_id = 1;
   t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
@@ -325,6 +383,36 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
+/* An "error" event about worker id, from the main thread. */
+static void post_error(lp_pool *p, int id, const char *text) {
+  lp_msg *m = calloc(1, sizeof *m);
+  if (!m) return;  /* an event lost to memory exhaustion */
+  m->kind = LP_MSG_ERROR;
+  m->worker_id = id;
+  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+    free(m);
+    return;
+  }
+  lp_pool_post(p, m);
+}
+
+/* Main thread. A host that took the interrupt signal over hears of it
+** once, through the "error" event; tasks then stop at terminateTimeout. */
+static void interrupt(lp_pool *p, lp_worker *w) {
+  static const char fmt[] = "luapool's interrupt signal (SIGRTMIN+%d) has been given "
+      "another handler by the host: running tasks can no longer be interrupted, and "
+      "are given up on after terminateTimeout";
+  char text[sizeof fmt + 16];
+  if (w->rt != &lp_rt_thread || lp_interrupt_is_ours(p->signo)) {
+    w->rt->interrupt(w);
+    return;
+  }
+  if (p->signal_lost) return;
+  p->signal_lost = 1;
+  snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
+  post_error(p, w->slot + 1, text);
+}
+
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   int r = LP_TASK_DONE;
   lp_worker *w = NULL;
@@ -349,7 +437,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
     else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) w->rt->interrupt(w);
+  if (w) interrupt(p, w);
   return r;
 }
 
@@ -423,12 +511,13 @@ static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
   lp_pool_post(p, &t->msg);
 }
 
-void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any) {
   char *s = strdup(why), *none = NULL;
   int i;
   if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  if (any) atomic_store(&p->broken_any, 1);
   pthread_mutex_lock(&p->lock);
-  if (atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+  if (any || atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
     for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
     while (p->head) {
       lp_task *t = p->head;
@@ -437,6 +526,51 @@ void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
     }
   }
   pthread_mutex_unlock(&p->lock);
+}
+
+#define LOAD_CHECK_NS 20000000
+
+/* Lock held. Stops w's load (the pool breaks), or gives up on it when it
+** did not stop; returns 1 when it did either. */
+static int check_load(lp_pool *p, lp_worker *w, uint64_t now, char *why, size_t n) {
+  uint64_t since = atomic_load(&w->loading_since);
+  if (!since) return 0;
+  if (!w->load_giveup) {
+    if ((double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
+    snprintf(why, n, "Task file \"%s\" did not finish loading within %g ms (loadTimeout)",
+             p->cfg.filename ? p->cfg.filename : "(handler)", p->cfg.load_timeout_ms);
+    w->load_giveup = now + (uint64_t)(p->cfg.terminate_ms < LP_FOREVER_MS
+                                          ? p->cfg.terminate_ms * 1e6 : 1e18);
+    atomic_store(&w->cancel, LP_LOAD_ID);
+    interrupt(p, w);
+    return 1;
+  }
+  if (now < w->load_giveup) return 0;
+  snprintf(why, n, "Failed to stop worker %d loading its task file within %g ms "
+           "(terminateTimeout)%s", w->slot + 1, p->cfg.terminate_ms,
+           w->rt->kill ? ": its process is killed" : ": its thread is detached and left running");
+  if (w->rt->kill) w->rt->kill(w); else detach(p, w);
+  return 1;
+}
+
+void lp_pool_check_loads(lp_pool *p) {
+  uint64_t now;
+  int i;
+  if (!atomic_load_explicit(&p->nloading, memory_order_relaxed)) return;
+  now = lp_now_ns();
+  if (now - p->load_checked < LOAD_CHECK_NS) return;
+  p->load_checked = now;
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    char why[512];
+    lp_worker *w;
+    int acted, broke = 0;
+    pthread_mutex_lock(&p->lock);
+    acted = (w = p->slots[i].w) && !w->detached && check_load(p, w, now, why, sizeof why);
+    if (acted && !w->detached && !atomic_load(&p->broken)) broke = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (broke) lp_pool_break(p, w, why, 1);  /* w is not detached: still the main's */
+    if (acted) post_error(p, i + 1, why);
+  }
 }
 
 int lp_pool_retire_all(lp_pool *p) {
@@ -553,8 +687,8 @@ static void free_msgs(lp_pool *p, lp_msg *m) {
 }
 
 int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
-  int i, stuck = 0;
-  uint64_t deadline, idle_deadline;
+  int i, stuck = 0, forever;
+  uint64_t deadline = 0, idle_deadline = 0;
   if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
@@ -563,23 +697,30 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    w->rt->interrupt(w);  /* a task, or a task file's top level, may be running */
+    interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
-  if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
+  forever = !(terminate_ms < LP_FOREVER_MS);  /* NaN too */
   /* An idle worker is not stuck: it closes its state (and runs teardown)
   ** on its way out; it gets at least IDLE_GRACE_MS for that. */
-  deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
-  idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
-                                                                          : IDLE_GRACE_MS) * 1e6);
+  if (!forever) {
+    if (terminate_ms < 0) terminate_ms = 0;
+    deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+    idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
+                                                                            : IDLE_GRACE_MS) * 1e6);
+  }
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
     int busy;
     if (!w || w->joined) continue;
+    if (forever) {  /* no limit: wait for it, however long it takes */
+      join_worker(w);
+      continue;
+    }
     pthread_mutex_lock(&p->lock);
     busy = w->task != NULL;
     pthread_mutex_unlock(&p->lock);
-    if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
+    if (lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
       continue;
     }
@@ -625,6 +766,7 @@ void lp_pool_release(lp_pool *p) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
     pthread_cond_destroy(&p->done_cond);
+    pthread_cond_destroy(&p->room_cond);
   }
   while (p->free_tasks) {
     lp_task *t = p->free_tasks;

@@ -12,7 +12,7 @@ static int post_message(void *ud, lp_buf *body) {
   m->body = *body;
   body->data = NULL;
   body->len = body->cap = 0;
-  lp_pool_post(w->pool, m);
+  lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
   return 0;
 }
 
@@ -68,7 +68,7 @@ static void th_close(lp_worker *w) {
 }
 
 static void th_interrupt(lp_worker *w) {
-  lp_interrupt_thread(w->thread, &w->st.intr);
+  lp_interrupt_thread(w->thread, &w->st.intr, w->pool->signo);
 }
 
 const lp_runtime lp_rt_thread = {"threads", th_open, th_run, th_renew, th_close,

@@ -1,5 +1,6 @@
 /* A worker's Lua state, apart from whatever thread or process drives it. */
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include "state.h"
 #include "wire.h"
@@ -21,7 +22,7 @@ static int worker_exit(lua_State *L) {
   if (lua_isnoneornil(L, 1) || lua_type(L, 1) == LUA_TBOOLEAN)
     s->exit_code = lua_isnoneornil(L, 1) || lua_toboolean(L, 1) ? 0 : 1;
   else
-    s->exit_code = (int)luaL_checknumber(L, 1);
+    s->exit_code = luaL_checknumber(L, 1);
   /* Should a pcall catch the error, the hook raises it again at once; in
   ** the worker's main coroutine too, when this one is another (PUC Lua
   ** keeps a hook per coroutine). */
@@ -153,7 +154,7 @@ int lp_state_open(lp_state *s, char *err, size_t errlen) {
   s->L = L;
   s->default_ref = LUA_NOREF;
   if (cfg->filename || cfg->handler.len) {
-    if (lp_interrupt_enter(&s->intr, L, 0)) {  /* its top level may loop: stoppable */
+    if (lp_interrupt_enter(&s->intr, L, LP_LOAD_ID)) {  /* its top level may loop: stoppable */
       lua_pushcfunction(L, preload);  /* a failure shows again on the task */
       lua_pushlightuserdata(L, s);
       lua_pcall(L, 1, 0, 0);
@@ -435,8 +436,11 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
   if (s->intr.exiting) {
     char msg[64];
     lua_sethook(L, NULL, 0, 0);
-    snprintf(msg, sizeof msg, "Worker exited with code %d", s->exit_code);
-    lua_pushinteger(L, s->exit_code);
+    snprintf(msg, sizeof msg, "Worker exited with code %.14g", (double)s->exit_code);
+    if (s->exit_code >= INT_MIN && s->exit_code <= INT_MAX && s->exit_code == (int)s->exit_code)
+      lua_pushinteger(L, (int)s->exit_code);  /* 3, not 3.0, on Lua 5.3+ */
+    else
+      lua_pushnumber(L, s->exit_code);
     put_error(s, &t, "worker_exited", lua_gettop(L), msg, NULL);
     stopped = 1;
   }

@@ -10,6 +10,10 @@
 #include "heap.h"
 #include "interrupt.h"
 
+/* The id a task file's top level runs under while it loads: stopping it
+** is cancelling that id. Never a task's. */
+#define LP_LOAD_ID 0xffffffffu
+
 /* How a task names its handler (first byte of its input). */
 enum { LP_RUN_DEFAULT, LP_RUN_FILE, LP_RUN_HANDLER };
 
@@ -44,7 +48,7 @@ typedef struct lp_state {
   lp_heap heap;
   lp_encoder enc;
   int default_ref;              /* the default handler, once resolved */
-  int exit_code;                /* after os.exit (intr.exiting) */
+  lua_Number exit_code;         /* after os.exit (intr.exiting), as given */
 } lp_state;
 
 /* Opens s->L and loads the default task file ahead of the first task; 0, or

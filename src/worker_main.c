@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,13 @@ static void close_others(void) {
     if (fd > LP_FD_LIFE && fd != dirfd(d)) close(fd);
   }
   closedir(d);
+}
+
+/* Our fds 3-5 are not for the programs a task may start (os.execute,
+** io.popen): one holding fd 4 would keep the host from seeing us end. */
+static void keep_fds_to_self(void) {
+  int fd;
+  for (fd = LP_FD_IN; fd <= LP_FD_LIFE; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 /* Blocks on the lifeline, whose write end only the host holds: it reads
@@ -218,6 +226,7 @@ int main(void) {
   static worker wk;
   lp_frame f;
   close_others();
+  keep_fds_to_self();
   wk.rd.fd = LP_FD_IN;
   the_worker = &wk;
   if (start_watchdog()) return EXIT_NOMEM;
