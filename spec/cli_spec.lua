@@ -215,10 +215,13 @@ describe("luapool command", function()
       end)
     end
 
-    it("says the process runtime is not supported yet, in one line", function()
-      local _, err, status = luapool_cmd("--runtime process " .. TASK, "")
-      assert.are.equal(2, status)
-      assert.truthy(err:match("^luapool: [^\n]*process[^\n]*not supported yet[^\n]*\n$"), err)
+    it("runs the tasks in worker processes with --runtime process", function()
+      local out, err, status = luapool_cmd("--runtime process -j 2 -n double " .. TASK, jsonl(20, "%d"))
+      assert.are.equal(0, status)
+      assert.are.equal("", err)
+      local want = {}
+      for i = 1, 20 do want[i] = tostring(2 * i) end
+      assert.are.same(want, lines_of(out))
     end)
   end)
 
