@@ -41,6 +41,26 @@ function b.rss_bytes()
   end
 end
 
+-- RSS of this process's worker processes (children named luapool-worker).
+function b.children_rss_bytes()
+  local self = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
+  local f = io.popen("cat /proc/" .. self .. "/task/*/children")
+  local pids = f:read("*a")
+  f:close()
+  local total = 0
+  for pid in pids:gmatch("%d+") do
+    local comm = io.open("/proc/" .. pid .. "/comm")
+    if comm and comm:read("*l") == "luapool-worker" then
+      for line in io.lines("/proc/" .. pid .. "/status") do
+        local kb = line:match "^VmRSS:%s+(%d+) kB"
+        if kb then total = total + tonumber(kb) * 1024 end
+      end
+    end
+    if comm then comm:close() end
+  end
+  return total
+end
+
 function b.sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
 function b.setenv(k, v) ffi.C.setenv(k, v, 1) end
 

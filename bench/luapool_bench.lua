@@ -22,8 +22,10 @@ local rss_bytes = b.rss_bytes
 
 local sleep_ms = b.sleep_ms
 
+-- runtime=process: the same workloads on process workers (the luapool-process rows)
 local function new_pool(file, threads, extra)
-  local o = { filename = task(file), minThreads = threads, maxThreads = threads }
+  local o = { filename = task(file), minThreads = threads, maxThreads = threads,
+              runtime = b.opt.runtime }
   for k, v in pairs(extra or {}) do o[k] = v end
   return luapool.new(o)
 end
@@ -180,7 +182,8 @@ function benches.memory()
   pool:wait()
   sleep_ms(200) -- idle
   collectgarbage(); collectgarbage()
-  emit("mib_per_worker", "MiB", (rss_bytes() - rss0) / workers / 1048576)
+  local children = b.opt.runtime == "process" and b.children_rss_bytes() or 0
+  emit("mib_per_worker", "MiB", (rss_bytes() - rss0 + children) / workers / 1048576)
   pool:destroy()
 end
 

@@ -51,10 +51,11 @@ local BENCHES = {
     full = { lines = 1000000 }, quick = { lines = 200000 },
     pools = { luapool = true, inline = true, parallel = true } },
 }
-local POOLS = { "luapool", "tinypool", "piscina", "luv", "inline", "parallel" }
+local POOLS = { "luapool", "luapool-process", "tinypool", "piscina", "luv", "inline", "parallel" }
 local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel" }
 -- the sides of a bench that names none
-local DEFAULT_SIDES = { luapool = true, tinypool = true, piscina = true, luv = true }
+local DEFAULT_SIDES = { luapool = true, ["luapool-process"] = true, tinypool = true,
+                        piscina = true, luv = true }
 
 -- Options -----------------------------------------------------------------------------
 local quick, reps, only, pools_only, verbose = false, nil, nil, nil, false
@@ -96,6 +97,7 @@ local skip = {} -- pool -> reason
 do
   local ok, err = pcall(require, "luapool")
   if not ok then skip.luapool = "require 'luapool' failed: " .. tostring(err):match "[^\n]*" end
+  skip["luapool-process"] = skip.luapool
   if not pcall(require, "luv") then skip.luv = "require 'luv' failed (apt-get install lua-luv)" end
   if os.execute "command -v parallel >/dev/null 2>&1" ~= 0 then
     skip.parallel = "GNU parallel not found (apt-get install parallel)"
@@ -119,8 +121,9 @@ local function side_cmd(pool, bench, args)
   if bench == "cli" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/cli_bench.lua") .. " " .. tail
       .. " side=" .. pool
-  elseif pool == "luapool" then
+  elseif pool == "luapool" or pool == "luapool-process" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. tail
+      .. (pool == "luapool-process" and " runtime=process" or "")
   elseif pool == "luv" then
     local threads = bench == "memory" and args.workers or 2
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luv_bench.lua") .. " " .. tail

@@ -10,9 +10,6 @@ local jit = rawget(_G, "jit")
 
 local FAULTS = "spec/fixtures/pr_faults.lua"
 
--- A shell cannot start under TSan's LD_PRELOAD: specs that need one are pending there.
-local NO_SHELL = (os.getenv("LD_PRELOAD") or ""):find("tsan") ~= nil
-
 -- kill -9 pid, from the host.
 local function kill9(pid)
   if jit then
@@ -286,7 +283,7 @@ describe("process runtime", function()
   end)
 
   it("keeps io.popen and os.execute exit statuses while it works", function()
-    if NO_SHELL then pending("no shell under TSan") return end
+    if not helpers.can_host() then pending("no shell under TSan") return end
     local pool = new { minThreads = 2, maxThreads = 2 }
     local v52 = _VERSION ~= "Lua 5.1"
     for i = 1, 20 do
@@ -306,28 +303,28 @@ describe("process runtime", function()
   end)
 
   it("leaves no worker behind when its host is killed with SIGKILL", function()
-    if NO_SHELL then pending("no shell under TSan") return end
-    local interpreter = jit and "luajit" or ("lua" .. _VERSION:match("%d%.%d"))
-    local script = tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    if not helpers.can_host() then pending("no shell under TSan") return end
+    local h = helpers.host([[
       local luapool = require "luapool"
-      local pool = luapool.new { runtime = "process", filename = "]], FAULTS, [[",
+      local pool = luapool.new { runtime = "process", filename = "]] .. FAULTS .. [[",
                                  minThreads = 2, maxThreads = 2 }
-      local busy = {}
-      for i, t in ipairs(pool:runAll(nil, { name = "pid" })) do print(t:get()) end
-      busy[1] = pool:run("]], tmpname(), [[", { name = "spin" })
-      print(io.open("/proc/self/stat"):read("*l"):match("^(%d+)"))
+      for _, t in ipairs(pool:runAll(nil, { name = "pid" })) do print("worker=" .. t:get()) end
+      local busy = pool:run("]] .. tmpname() .. [[", { name = "spin" })
+      print("host=" .. io.open("/proc/self/stat"):read("*l"):match("^(%d+)"))
       io.stdout:flush()
-      busy[1]:get()
+      busy:get()
     ]])
-    f:close()
-    local host = io.popen("exec " .. interpreter .. " " .. script)
-    local workers = { tonumber(host:read("*l")), tonumber(host:read("*l")) }
-    local hostpid = tonumber(host:read("*l"))
+    local workers, hostpid = {}, nil
+    while not hostpid do
+      local line = assert(h:read("*l"), "the host ended early")
+      workers[#workers + 1] = tonumber(line:match("^worker=(%d+)$"))
+      hostpid = tonumber(line:match("^host=(%d+)$"))
+    end
+    assert.equal(2, #workers)
     assert.is_true(running(workers[1]) and running(workers[2]) and running(hostpid))
     kill9(hostpid)
-    host:close()
+    local _, status = helpers.host_finish(h)
+    assert.equal(137, status)  -- 128 + SIGKILL
     for _, pid in ipairs(workers) do until_gone(pid) end
   end)
 end)

@@ -80,6 +80,7 @@ static void close_others(void) {
 static void keep_fds_to_self(void) {
   int fd;
   for (fd = LP_FD_IN; fd <= LP_FD_LIFE; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  fcntl(LP_FD_IN, F_SETFL, O_NONBLOCK);  /* the reader spins on it, then polls */
 }
 
 /* Blocks on the lifeline, whose write end only the host holds: it reads
@@ -213,7 +214,7 @@ static void serve(worker *wk, const lp_frame *f) {
                       f->id, sizeof heap + wk->outcome.len))
     _exit(EXIT_NOMEM);
   lp_buf_put(&wk->out, &heap, sizeof heap);  /* room was made */
-  lp_buf_put(&wk->out, wk->outcome.data, wk->outcome.len);
+  if (wk->outcome.len) lp_buf_put(&wk->out, wk->outcome.data, wk->outcome.len);
   wk->outcome.len = 0;
   if (lp_write_all(LP_FD_OUT, &wk->out)) _exit(EXIT_HOST_GONE);
   if (!stopped && wk->cfg.isolate) {  /* the next task's fresh state, made now */
@@ -228,6 +229,7 @@ int main(void) {
   close_others();
   keep_fds_to_self();
   wk.rd.fd = LP_FD_IN;
+  wk.rd.spin_ns = LP_READER_SPIN_NS;
   the_worker = &wk;
   if (start_watchdog()) return EXIT_NOMEM;
   hello(&wk);
