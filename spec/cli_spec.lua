@@ -21,8 +21,11 @@ local sanitized = (preload or ""):find("san") ~= nil
 if sanitized and jit then
   local ffi = require "ffi"
   pcall(ffi.cdef, "int unsetenv(const char *name);")
+  pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
   ffi.C.unsetenv("LD_PRELOAD")
   COMMAND = "env LD_PRELOAD=" .. q(preload) .. " " .. COMMAND
+  -- the specs of the files after this one start hosts that need it
+  teardown(function() ffi.C.setenv("LD_PRELOAD", preload, 1) end)
 end
 
 local function read(path)
