@@ -283,7 +283,7 @@ describe("process runtime", function()
   end)
 
   it("keeps io.popen and os.execute exit statuses while it works", function()
-    if not helpers.can_host() then pending("no shell under TSan") return end
+    if not helpers.can_host() then pending("no host process under TSan or valgrind") return end
     local pool = new { minThreads = 2, maxThreads = 2 }
     local v52 = _VERSION ~= "Lua 5.1"
     for i = 1, 20 do
@@ -303,7 +303,7 @@ describe("process runtime", function()
   end)
 
   it("leaves no worker behind when its host is killed with SIGKILL", function()
-    if not helpers.can_host() then pending("no shell under TSan") return end
+    if not helpers.can_host() then pending("no host process under TSan or valgrind") return end
     local h = helpers.host([[
       local luapool = require "luapool"
       local pool = luapool.new { runtime = "process", filename = "]] .. FAULTS .. [[",

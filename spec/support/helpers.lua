@@ -100,10 +100,12 @@ end
 -- Host processes: a Lua script run by the interpreter that runs the specs, with
 -- the same environment (paths, sanitizer preloads), from the repo root.
 
--- False under a ThreadSanitizer preload: /bin/sh, which io.popen starts,
--- crashes with it.
+-- False under a ThreadSanitizer preload (/bin/sh, which io.popen starts,
+-- crashes with it) and under valgrind (this process's executable is
+-- valgrind's tool, which cannot be started as an interpreter).
 function helpers.can_host()
-  return not (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true)
+  return not (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) and
+         not helpers.interpreter():find("valgrind", 1, true)
 end
 
 local interpreter
