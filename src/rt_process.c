@@ -85,8 +85,6 @@ static int spawn_child(lp_worker *w) {
   pthread_mutex_unlock(&c->lock);
   c->to = in[1];
   c->rd.fd = c->from = out[0];
-  c->rd.spin_ns = LP_READER_SPIN_NS;
-  fcntl(c->from, F_SETFL, O_NONBLOCK);  /* read_some() spins on it */
   c->life = life[1];
   return 0;
 }

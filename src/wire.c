@@ -1,8 +1,6 @@
 /* Varints and frames. */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 #include "wire.h"
 
@@ -82,34 +80,6 @@ int lp_write_all(int fd, lp_buf *b) {
 
 #define READ_CHUNK 65536
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* read() into the free part of r's buffer, spinning, then sleeping, while a
-** non-blocking descriptor has nothing. */
-static ssize_t read_some(lp_reader *r) {
-  uint64_t start = 0;
-  unsigned i = 0;
-  for (;;) {
-    ssize_t n = read(r->fd, r->buf.data + r->buf.len, r->buf.cap - r->buf.len);
-    if (n >= 0 || errno == EINTR) {
-      if (n >= 0) return n;
-      continue;
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-    if (!start) start = now_ns();
-    if ((++i & 15) == 0 && now_ns() - start > r->spin_ns) {
-      struct pollfd pf;
-      pf.fd = r->fd;
-      pf.events = POLLIN;
-      if (poll(&pf, 1, -1) < 0 && errno != EINTR) return -1;
-    }
-  }
-}
-
 int lp_reader_next(lp_reader *r, lp_frame *f) {
   if (!r->buf.data && lp_buf_reserve(&r->buf, READ_CHUNK)) return -1;
   for (;;) {
@@ -130,7 +100,9 @@ int lp_reader_next(lp_reader *r, lp_frame *f) {
       r->pos = 0;
     }
     if (lp_buf_reserve(&r->buf, READ_CHUNK)) return -1;
-    if ((n = read_some(r)) < 0) return -1;
+    do n = read(r->fd, r->buf.data + r->buf.len, r->buf.cap - r->buf.len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
     if (n == 0) {
       if (r->buf.len == 0) return 0;
       errno = EPROTO;  /* the other end left in the middle of a frame */

@@ -53,17 +53,12 @@ int lp_frame_append(lp_buf *b, int kind, int flags, uint32_t id, const void *bod
 /* Writes all of b to fd, then empties it; 0, or -1 (errno). */
 int lp_write_all(int fd, lp_buf *b);
 
-/* Reads frames from a descriptor. With spin_ns, the descriptor is
-** non-blocking and the reader polls it that long before it sleeps in poll():
-** an answer often comes within microseconds, and a wake-up costs more. */
+/* Reads frames from a descriptor. */
 typedef struct lp_reader {
   int fd;
   lp_buf buf;
   size_t pos;  /* bytes of buf already handed out */
-  uint64_t spin_ns;
 } lp_reader;
-
-#define LP_READER_SPIN_NS 50000
 
 /* The next frame: 1, 0 at end of input between frames, -1 on a read error,
 ** a cut-short frame or an invalid header (errno EPROTO for the last two). */

@@ -80,7 +80,6 @@ static void close_others(void) {
 static void keep_fds_to_self(void) {
   int fd;
   for (fd = LP_FD_IN; fd <= LP_FD_LIFE; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
-  fcntl(LP_FD_IN, F_SETFL, O_NONBLOCK);  /* the reader spins on it, then polls */
 }
 
 /* Blocks on the lifeline, whose write end only the host holds: it reads
@@ -229,7 +228,6 @@ int main(void) {
   close_others();
   keep_fds_to_self();
   wk.rd.fd = LP_FD_IN;
-  wk.rd.spin_ns = LP_READER_SPIN_NS;
   the_worker = &wk;
   if (start_watchdog()) return EXIT_NOMEM;
   hello(&wk);
