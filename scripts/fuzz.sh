@@ -17,6 +17,7 @@ if [ -z "$(ls -A "$out/corpus")" ]; then
   printf '\002\006\000\000\000\000\000\000\000\002\000\000\000\005\001' >"$out/corpus/read"
   printf '\000\006\002\000\000\000\000\003\001\005\002hi\002\014' >"$out/corpus/table"
 fi
+# fuzz/regressions: inputs that once failed, run first (crashes go to $out)
 "$out/fuzz_wire" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=1024 \
-  -max_len=4096 "$out/corpus" 2>&1 | tee "$out/fuzz.log" | grep -E "^(stat::|Done|==|SUMMARY|INFO: -max)" || true
+  -max_len=4096 -artifact_prefix="$out/" "$out/corpus" fuzz/regressions 2>&1 | tee "$out/fuzz.log" | grep -E "^(stat::|Done|==|SUMMARY|INFO: -max)" || true
 grep -q "^Done" "$out/fuzz.log"

@@ -556,7 +556,7 @@ static void get_value(lp_decoder *d) {
     case T_FUNC: case T_FUNC_SHARED: get_nested(d, tag); break;
     case T_REF: {
       uint64_t r = get_varint(d);
-      if (!d->refs) bad(d);
+      if (!d->refs || r >= d->nextref) bad(d);  /* only a value decoded before */
       lua_rawgeti(L, d->refs, (int)r + 1);
       if (lua_isnil(L, -1)) bad(d);
       break;
