@@ -21,7 +21,7 @@ M.RUNNER = (debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "chunk
 -- the mean run time per input of the tasks settled so far; at most
 -- MAX_CHUNK inputs, and with a known total, at most total / (4 * threads)
 -- so that every worker gets work.
-local TARGET_MS, MAX_CHUNK = 2, 4096
+local TARGET_MS, MAX_CHUNK = 5, 4096
 local PROGRESS_MS = 100  -- onProgress at most 10 times a second
 -- Failures of a whole chunk that are retried one input per task.
 local RETRY = { timeout = true, worker_exited = true, out_of_memory = true, serialize = true }
