@@ -397,8 +397,9 @@ describe("luapool command", function()
     if not has("parallel") then pending("needs GNU parallel (Debian package parallel)") return end
     local input = q(file_of(jsonl(20000)))
     local single = sh(COMMAND .. " -j 1 " .. TASK .. " " .. input)
+    -- one argument: parallel runs it through the shell, keeping its quotes
     local split, err, status = sh("parallel --will-cite --pipe -k --block 50k -j 3 " ..
-      COMMAND .. " -j 1 " .. TASK .. " <" .. input)
+      q(COMMAND .. " -j 1 " .. TASK) .. " <" .. input)
     assert.are.equal(0, status, err)
     assert.are.equal(20000, #lines_of(single))
     assert.are.equal(single, split)
