@@ -231,10 +231,11 @@ describe("luapool command", function()
       end)
     end
 
-    it("says the process runtime is not supported yet, in one line", function()
-      local _, err, status = luapool_cmd("--runtime process " .. TASK, "")
-      assert.are.equal(2, status)
-      assert.truthy(err:match("^luapool: [^\n]*process[^\n]*not supported yet[^\n]*\n$"), err)
+    it("runs the lines on process workers with --runtime process", function()
+      local out, err, status = luapool_cmd("--runtime process -n double -j 2 " .. TASK,
+                                           "1\n2\n3\n")
+      assert.are.equal(0, status, err)
+      assert.are.equal("2\n4\n6\n", out)
     end)
   end)
 

@@ -140,7 +140,7 @@ function Stream:submit(rec)
       self:settle(rec)
       return
     end
-    pool:poll(-1)
+    pool:poll(math.huge)
   end
 end
 
@@ -248,7 +248,7 @@ function Stream:take(ms)
       self:progress(true)
       return nil
     end
-    local left = deadline and deadline - now() or -1
+    local left = deadline and deadline - now() or math.huge
     if deadline and left <= 0 then return false end
     -- callbacks already due settle records without blocking
     if pool:poll(0) == 0 then pool:poll(left) end
