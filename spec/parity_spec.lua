@@ -179,13 +179,12 @@ describe("task:await()", function()
   it("yields a plain coroutine until the task settles, then returns its values", function()
     local pool = echo_pool()
     local co = coroutine.create(function() return pool:run(42):await() end)
-    local results, yields = nil, 0
+    local results
     while true do
       local ok, v = coroutine.resume(co)
       assert.is_true(ok, v)
       if coroutine.status(co) == "dead" then results = v break end
       assert.equal(pool, v)  -- it yields the pool, a pollable
-      yields = yields + 1
       pool:poll(10)
     end
     assert.equal(42, results)
