@@ -415,11 +415,27 @@ local function run_timers(self)
 end
 
 -- The earliest timer, in ms from now, or nil.
-local function next_timer(self)
+local function first_deadline(self)
   local first
   for _, d in pairs(self._timed) do if not first or d < first then first = d end end
   for _, d in pairs(self._stopping) do if not first or d < first then first = d end end
+  return first
+end
+
+local function next_timer(self)
+  local first = first_deadline(self)
   return first and math.max(0, first - now())
+end
+
+-- Once pollfd() was asked for, its timer follows the earliest timer, so an
+-- event loop that only watches the fd wakes for timeouts too.
+local function rearm(self)
+  if not self._fd or not self._core then return end
+  local first = self._ntimed + self._nstopping > 0 and first_deadline(self) or nil
+  if first ~= self._armed then
+    self._armed = first
+    self._core:arm(first and math.max(0, first - now()) or -1)
+  end
 end
 
 -- Runs the callbacks of settled tasks and the handlers of events, one at a
@@ -459,6 +475,7 @@ local function after_poll(self)
     emit(self, "drain")
   end
   if self._dhead <= self._dtail then run_due(self) end
+  if self._fd then rearm(self) end
 end
 
 -- A task leaves the pool's books: its timer and its signal forget it.
@@ -626,6 +643,7 @@ local function submit(self, value, opts, workerId)
     task._deadline = now() + timeout
     self._timed[task] = task._deadline
     self._ntimed = self._ntimed + 1
+    if self._fd then rearm(self) end
   end
   if signal then
     task._signal = signal
@@ -667,6 +685,7 @@ function methods._abort(self, task, qcode, qmsg, rcode, rmsg, cause)
   elseif r == "running" then
     self._stopping[p] = now() + (self._opts.terminateTimeout or DEFAULT_TERMINATE_MS)
     self._nstopping = self._nstopping + 1
+    if self._fd then rearm(self) end
     err = new_error(rcode, rmsg)
   else
     return false
@@ -905,7 +924,12 @@ end
 
 function methods.pollfd(self)
   if self._destroyed then raise("destroyed", "The pool is destroyed") end
-  return self._core:pollfd()
+  local fd = self._core:pollfd()
+  if not self._fd then
+    self._fd = true
+    rearm(self)
+  end
+  return fd
 end
 function methods.events() return "r" end
 -- For event loops (cqueues' pollable protocol): seconds until the pool needs
