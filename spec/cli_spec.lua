@@ -9,7 +9,7 @@ after_each(scope.cleanup)
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local interpreter = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local interpreter = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 local COMMAND = os.getenv("LUAPOOL_BIN") and q(os.getenv("LUAPOOL_BIN"))
   or interpreter .. " bin/luapool"
 local TASK = "spec/fixtures/cli_task.lua"
@@ -197,6 +197,22 @@ describe("luapool command", function()
     assert.are.equal('{"id":3}', l[3])
   end)
 
+  it("fails only the line that passes --heap-limit", function()
+    local input = '{"id":1}\n{"big":true}\n{"id":3}\n'
+    local out, _, status = luapool_cmd("-n alloc --heap-limit 16000000 --chunk 3 " .. TASK, input)
+    assert.are.equal(1, status)
+    local l = lines_of(out)
+    assert.are.equal('{"id":1}', l[1])
+    assert.truthy(l[2]:match('^{"error":{"code":"out_of_memory",.*"line":2}}$'), l[2])
+    assert.are.equal('{"id":3}', l[3])
+  end)
+
+  it("keeps every result while --max-memory replaces workers", function()
+    local out, _, status = luapool_cmd("--max-memory 1 --chunk 5 " .. TASK, jsonl(50))
+    assert.are.equal(0, status)
+    assert.are.equal(jsonl(50), out)
+  end)
+
   it("runs with --isolate, -j 1 and --stats", function()
     local out, err, status = luapool_cmd("--isolate -j 1 --stats " .. TASK, jsonl(20))
     assert.are.equal(0, status)
@@ -218,13 +234,11 @@ describe("luapool command", function()
       end)
     end
 
-    it("runs the tasks in worker processes with --runtime process", function()
-      local out, err, status = luapool_cmd("--runtime process -j 2 -n double " .. TASK, jsonl(20, "%d"))
-      assert.are.equal(0, status)
-      assert.are.equal("", err)
-      local want = {}
-      for i = 1, 20 do want[i] = tostring(2 * i) end
-      assert.are.same(want, lines_of(out))
+    it("runs the lines on process workers with --runtime process", function()
+      local out, err, status = luapool_cmd("--runtime process -n double -j 2 " .. TASK,
+                                           "1\n2\n3\n")
+      assert.are.equal(0, status, err)
+      assert.are.equal("2\n4\n6\n", out)
     end)
   end)
 
@@ -282,7 +296,9 @@ describe("luapool command", function()
     -- command flushes what it has while it waits
     local _, err, status = sh(COMMAND .. " -n gate --chunk 10 -j 2 --worker-data " .. wd .. " " ..
       TASK .. " " .. q(input) .. " >" .. q(out) .. " & pid=$!; " ..
-      "while [ \"$(wc -l <" .. q(out) .. " 2>/dev/null)\" != 100 ]; do sleep 0.01; done; " ..
+      -- bounded: a command that died or never got there must not hang the suite
+      "i=0; while [ \"$(wc -l <" .. q(out) .. " 2>/dev/null)\" != 100 ] && kill -0 $pid 2>/dev/null " ..
+      "&& [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done; " ..
       "kill -INT $pid; wait $pid")
     assert.are.equal(130, status, err)
     assert.are.equal(jsonl(100), read(out))
@@ -387,7 +403,7 @@ describe("luapool command", function()
     if not has("parallel") then pending("needs GNU parallel (Debian package parallel)") return end
     local input = q(file_of(jsonl(20000)))
     local single = sh(COMMAND .. " -j 1 " .. TASK .. " " .. input)
-    -- one argument: parallel runs it as a shell line, with COMMAND's quotes kept
+    -- one argument: parallel runs it through the shell, keeping its quotes
     local split, err, status = sh("parallel --will-cite --pipe -k --block 50k -j 3 " ..
       q(COMMAND .. " -j 1 " .. TASK) .. " <" .. input)
     assert.are.equal(0, status, err)
