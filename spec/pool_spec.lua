@@ -486,24 +486,24 @@ describe("pool methods", function()
       end
     end
     local poll = assert(uv.new_poll(fd))
-    local raised  -- what a callback raised: luv would print "(null)" for a table and exit
+    local cb_err  -- what a callback raised: luv would print "(null)" for a table and exit
     poll:start("r", function()
-      local ok, e = pcall(function()
+      local cb_ok, e = pcall(function()
         wakes = wakes + 1
         pool:poll()
         refill()
       end)
-      if not ok then raised = raised or e end
+      if not cb_ok then cb_err = cb_err or e end
     end)
     local timer = uv.new_timer()
     timer:start(60000, 0, function() expired = true end)
-    while not settled and not expired and not raised do uv.run("once") end
-    if not raised then refill() end
-    while done < total and not expired and not raised do uv.run("once") end
+    while not settled and not expired and not cb_err do uv.run("once") end
+    if not cb_err then refill() end
+    while done < total and not expired and not cb_err do uv.run("once") end
     timer:close()
     poll:close()
     uv.run()  -- until the closed handles are gone (their close callbacks ran)
-    assert.is_nil(raised, tostring(raised))
+    assert.is_nil(cb_err, tostring(cb_err))
     assert.is_true(settled)
     assert.truthy(wakes >= 1)
     assert.equal(42, t:get())
