@@ -166,12 +166,13 @@ describe("process runtime", function()
     end)
 
     it("rejects a task whose worker writes a corrupt frame, and kills that worker", function()
-      fault("corrupt", "^Worker exited unexpectedly: it sent a corrupt frame and was killed")
+      fault("corrupt", "^Worker exited unexpectedly: it sent a corrupt frame %(killed by SIGKILL%)$")
     end)
 
     it("rejects a task whose worker writes a truncated frame and ends", function()
       if not jit then pending("LuaJIT's FFI") return end
-      fault("truncated", "^Worker exited unexpectedly: it sent a corrupt frame")
+      -- it may have ended before the host killed it
+      fault("truncated", "^Worker exited unexpectedly: it sent a corrupt frame %(.+%)$")
     end)
 
     it("rejects a task whose worker closes its pipe", function()

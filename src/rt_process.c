@@ -158,8 +158,7 @@ static int fault(lp_worker *w, lp_task *t, int corrupt) {
   if (corrupt) kill_child(&w->proc);
   reap(&w->proc, cause, sizeof cause);
   if (corrupt)
-    snprintf(msg, sizeof msg, "Worker exited unexpectedly: it sent a corrupt frame and was "
-             "killed (%s)", cause);
+    snprintf(msg, sizeof msg, "Worker exited unexpectedly: it sent a corrupt frame (%s)", cause);
   else
     snprintf(msg, sizeof msg, "Worker exited unexpectedly: %s", cause);
   t->failed = 1;
