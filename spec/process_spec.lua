@@ -195,6 +195,15 @@ describe("process runtime", function()
     end)
   end)
 
+  it("runs the next task on a new worker when an idle one was killed from outside", function()
+    local pool = new { minThreads = 1, maxThreads = 1 }
+    local pid = pool:run(nil, { name = "pid" }):get()
+    kill9(pid)
+    poll_until(pool, function() return not running(pid) end, "the idle worker to die")
+    local again = pool:run(nil, { name = "pid" }):get()  -- not rejected: it never ran
+    assert.are_not.equal(pid, again)
+  end)
+
   describe("stopping", function()
     it("kills a worker in a loop that takes no interrupt after terminateTimeout", function()
       local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }

@@ -443,6 +443,21 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   return r;
 }
 
+void lp_pool_requeue(lp_pool *p, lp_task *t) {
+  t->target = -1;
+  t->prev = NULL;
+  t->next = p->head;
+  if (p->head) p->head->prev = t; else p->tail = t;
+  p->head = t;
+  atomic_store(&t->state, LP_TASK_QUEUED);
+  queued_add(p, 1);
+  if (p->nsleepers > 0) {
+    lp_worker *w = p->sleepers[--p->nsleepers];
+    w->sleeping = 0;
+    pthread_cond_signal(&w->wake);
+  }
+}
+
 void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
   lp_slot *sl = &p->slots[slot];
   lp_task *t = sl->mine, *last = NULL;

@@ -24,7 +24,9 @@ typedef struct lp_runtime {
   const char *name;
   /* On the worker's thread: makes it ready for tasks; 0, or -1 with err. */
   int (*open)(lp_worker *w, char *err, size_t errlen);
-  /* Runs t into t->out; returns 1 when the worker is to end after it. */
+  /* Runs t into t->out; returns 1 when the worker is to end after it, or
+  ** LP_UNSENT when t never reached it (a process that died while idle): t
+  ** goes back to the queue (t->out says why, should it be stopped instead). */
   int (*run)(lp_worker *w, lp_task *t);
   /* Between tasks of an isolating pool: a fresh state; 0 or -1 with err. */
   int (*renew)(lp_worker *w, char *err, size_t errlen);
@@ -37,6 +39,7 @@ typedef struct lp_runtime {
 } lp_runtime;
 
 enum { LP_RT_THREADS, LP_RT_PROCESS };
+#define LP_UNSENT (-1)
 extern const lp_runtime lp_rt_thread, lp_rt_process;
 
 /* What workers send to the main thread. */
@@ -214,6 +217,8 @@ int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed);
 /* Every live worker ends after its task (idle ones at once); returns how
 ** many were marked. */
 int lp_pool_retire_all(lp_pool *p);
+/* Puts t, which no worker ran, back at the head of the queue. Lock held. */
+void lp_pool_requeue(lp_pool *p, lp_task *t);
 /* A leaving worker's mailbox goes to the head of the queue. Lock held. */
 void lp_pool_requeue_mailbox(lp_pool *p, int slot);
 /* Takes t out of the queue; takes w off the sleepers' stack. Lock held. */

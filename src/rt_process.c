@@ -276,9 +276,13 @@ static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
   lp_frame f;
   int r;
-  if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0)
-    lp_write_all(c->to, &c->out);  /* a child gone shows below as the end of its output */
-  c->out.len = 0;
+  if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0 &&
+      lp_write_all(c->to, &c->out) && errno == EPIPE) {
+    c->out.len = 0;  /* the child was gone before the task reached it */
+    fault(w, t, 0);
+    return LP_UNSENT;
+  }
+  c->out.len = 0;  /* another failure shows below as the end of its output */
   for (;;) {
     if ((r = lp_reader_next(&c->rd, &f)) <= 0) return fault(w, t, r < 0 && errno == EPROTO);
     if (forward(w, &f)) continue;

@@ -103,10 +103,15 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   t->msg.worker_id = w->slot + 1;
   stopped = w->rt->run(w, t);
   t->t_end = lp_now_ns();
-  atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
+  if (stopped != LP_UNSENT) atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
   atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   w->task = NULL;
+  if (stopped == LP_UNSENT && atomic_load(&w->cancel) != t->id && !atomic_load(&p->stop)) {
+    p->idle++;
+    lp_pool_requeue(p, t);  /* for another worker; this one ends */
+    return 1;
+  }
   atomic_store(&w->cancel, 0);  /* a stop that came as the task ended */
   atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
