@@ -55,7 +55,8 @@ describe("close", function()
     local queued = pool:run(scope.new_gate())
     local closed = 0
     pool:on("close", function() closed = closed + 1 end)
-    gate.release(g)
+    -- released once close has cancelled the queued task, from its callback
+    queued:onDone(function() gate.release(g) end)
     pool:close({ force = true })
     assert.equal("done", (running:get()))
     assert.equal("cancelled", rejection(queued).code)
@@ -206,5 +207,43 @@ describe("task:await()", function()
     end
     assert(cq:loop())
     assert.same({ 10, 20, 30 }, got)
+  end)
+end)
+
+describe("loaded modules cross by name", function()
+  local has_cjson = pcall(require, "cjson")
+
+  it("a handler closing over a C module runs, with the worker's own module", function()
+    if not has_cjson then pending("needs lua-cjson") return end
+    local cjson = require "cjson"
+    local pool = echo_pool({ handler = function(t) return cjson.encode(t) end })
+    assert.equal('{"a":1}', pool:run({ a = 1 }):get())
+    local same = pool:run(cjson, { handler = function(m) return m == require("cjson") end })
+    assert.is_true(same:get())
+  end)
+
+  it("a module in a result arrives as the host's own", function()
+    if not has_cjson then pending("needs lua-cjson") return end
+    local pool = echo_pool()
+    local got = pool:run(nil, { handler = function() return require("cjson") end }):get()
+    assert.equal(require("cjson"), got)
+  end)
+
+  it("a module the worker cannot require fails the task, naming it", function()
+    package.loaded["luapool_spec_fake"] = { f = print }
+    local fake = package.loaded["luapool_spec_fake"]
+    local pool = echo_pool()
+    local e = rejection(pool:run(nil, { handler = function() return fake.f end }))
+    package.loaded["luapool_spec_fake"] = nil
+    assert.truthy(e.message:find("luapool_spec_fake", 1, true), e.message)
+  end)
+
+  it("a C function or userdata that is no module is refused as before", function()
+    local pool = echo_pool()
+    local e = raised(pool.run, pool, io.stdout)
+    assert.equal("serialize", e.code)
+    assert.equal("task: a userdata cannot cross to another Lua state", e.message)
+    e = raised(pool.run, pool, { f = print })
+    assert.equal("task.f: a C function cannot cross to another Lua state", e.message)
   end)
 end)

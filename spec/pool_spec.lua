@@ -485,7 +485,7 @@ describe("pool methods", function()
         pool:run(sent):onDone(function() done = done + 1 end)
       end
     end
-    local poll = uv.new_poll(fd)
+    local poll = assert(uv.new_poll(fd))
     poll:start("r", function()
       wakes = wakes + 1
       pool:poll()
@@ -503,6 +503,28 @@ describe("pool methods", function()
     assert.truthy(wakes >= 1)
     assert.equal(42, t:get())
     assert.equal(total, done)
+  end)
+
+  it("pollfd becomes readable when a run's timeout is due, with no result to wake it", function()
+    local ok, uv = pcall(require, "luv")
+    if not ok then pending("luv is not installed for this Lua") return end
+    local pool = new { minThreads = 1, maxThreads = 1, handler = function(job)
+      if job.spin then while true do io.open("/nonexistent/luapool") end end
+    end }
+    local watcher = uv.new_poll(pool:pollfd())
+    local got
+    watcher:start("r", function() pool:poll() end)
+    pool:run({ spin = true }, { timeout = 50 }):onDone(function(_, err) got = err end)
+    local guard = uv.new_timer()  -- a broken pool fails the spec instead of hanging it
+    local expired = false
+    guard:start(60000, 0, function() expired = true end)
+    while not got and not expired do uv.run("once") end
+    watcher:stop()
+    watcher:close()
+    guard:close()
+    uv.run()
+    assert.is_false(expired, "the loop never woke for the timeout")
+    assert.equal("timeout", got.code)
   end)
 
   it("reports queueSize, completed, duration, threads and time statistics", function()

@@ -7,7 +7,10 @@
 **                           pairs, END; "shared" ones are referred to again
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
 **   ref                     varint number of an earlier table or function
-**   globals                 the receiving state's globals table */
+**   globals                 the receiving state's globals table
+**   module                  varint length, name: package.loaded[name] there
+**                           (required if need be), for a loaded module that
+**                           cannot be copied (it holds C functions) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +19,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
-  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END
+  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END, T_MODULE
 };
 
 /* ---- encoder: the seen map -------------------------------------------- */
@@ -323,11 +326,32 @@ static int put_on_new_stack(lp_encoder *e, int idx) {
   return r;
 }
 
+/* With a map of loaded modules (a second pass, see lp_encode): a value
+** that is package.loaded[name] goes as its name; 1 if it was one. */
+static int put_module(lp_encoder *e, int idx, int *r) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *name;
+  if (!e->modules) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->modules);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  if (!(name = lua_tolstring(L, -1, &n))) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  *r = put_tagged_bytes(e, T_MODULE, name, n);
+  lua_pop(L, 2);
+  return 1;
+}
+
 static int put_value(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   size_t n;
   const char *s;
   int r;
+  if (e->modules && lua_type(L, idx) >= LUA_TTABLE && put_module(e, idx, &r))
+    return r;
   switch (lua_type(L, idx)) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
@@ -361,10 +385,56 @@ static void encoder_reset(lp_encoder *e) {
   }
 }
 
+/* Pushes package.loaded inverted (value -> name) for the values that are
+** tables, functions or userdata; the globals table is left to T_GLOBALS. */
+static int modules_inverted(lua_State *L) {
+  lua_newtable(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) >= LUA_TTABLE) {
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -5);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* A value that fails to copy may hold a loaded module (a closure over
+** `local cjson = require "cjson"`): a second pass sends modules by name.
+** Only on failure, so that values that copy pay nothing for it. */
+int lp_encoder_modules(lp_encoder *e, lua_State *L) {
+  if (e->modules) return 0;
+  lua_pushcfunction(L, modules_inverted);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  e->modules = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void lp_encoder_no_modules(lp_encoder *e, lua_State *L) {
+  if (e->modules) luaL_unref(L, LUA_REGISTRYINDEX, e->modules);
+  e->modules = 0;
+}
+
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root) {
+  int r;
   encoder_reset(e);
-  return lp_encode_more(e, L, out, idx, n, root);
+  if ((r = lp_encode_more(e, L, out, idx, n, root)) == 0 || e->modules) return r;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
+  encoder_reset(e);
+  r = lp_encode_more(e, L, out, idx, n, root);
+  lp_encoder_no_modules(e, L);
+  return r;
 }
 
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
@@ -518,6 +588,28 @@ static void get_nested(lp_decoder *d, int tag) {
   d->depth--;
 }
 
+/* package.loaded[name], required if need be; bytes that are not to be
+** trusted (LP_DECODE_NOFUNC) may name only a module loaded already. */
+static void get_module(lp_decoder *d) {
+  lua_State *L = d->L;
+  uint64_t n = get_varint(d);
+  if (n > (uint64_t)(d->end - d->p) || n == 0 || n > 255) bad(d);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_pushlstring(L, (const char *)d->p, (size_t)n);
+  d->p += n;
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);                   /* loaded, name, loaded[name] */
+  if (lua_isnil(L, -1) || lua_type(L, -1) == LUA_TBOOLEAN) {
+    if (d->flags & LP_DECODE_NOFUNC) bad(d);
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);                 /* its error says which module */
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
 static void get_value(lp_decoder *d) {
   lua_State *L = d->L;
   int tag;
@@ -562,6 +654,7 @@ static void get_value(lp_decoder *d) {
       break;
     }
     case T_GLOBALS: lp_pushglobals(L); break;
+    case T_MODULE: get_module(d); break;
     default: bad(d);
   }
 }

@@ -28,6 +28,7 @@ typedef struct lp_encoder {
   uint32_t nextref;
   int depth;
   const void *globals;
+  int modules;        /* registry ref of package.loaded inverted; 0: none */
   lp_buf *out;
   lua_State *L;
   char err[LP_CODEC_ERRLEN];  /* after a failure: path and reason */
@@ -42,6 +43,12 @@ void lp_encoder_free(lp_encoder *e);
 ** out is then left as it was. Never raises except on Lua's own errors. */
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root);
+/* A value that fails to copy may hold loaded modules: lp_encode then tries
+** once more with loaded modules sent by name. For a pair of calls
+** (lp_encode, lp_encode_more), the caller does so: modules(), both calls
+** again, no_modules(). modules() returns 0, or -1 out of memory. */
+int lp_encoder_modules(lp_encoder *e, lua_State *L);
+void lp_encoder_no_modules(lp_encoder *e, lua_State *L);
 /* The same, continuing the previous call's references: values written by
 ** both calls decode together, in one lp_decode, sharing tables. */
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,

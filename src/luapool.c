@@ -193,6 +193,20 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
+/* The handler (3) and the task value (5), sharing references; with loaded
+** modules by name when that is what it takes (lp_encoder_modules). */
+static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
+  size_t mark = in->len;
+  int r;
+  if (lp_encode(e, L, in, 3, 1, "handler") == 0 && lp_encode_more(e, L, in, 5, 1, "task") == 0)
+    return 0;
+  in->len = mark;
+  if (lp_encoder_modules(e, L)) return -1;
+  r = lp_encode(e, L, in, 3, 1, "handler") || lp_encode_more(e, L, in, 5, 1, "task");
+  lp_encoder_no_modules(e, L);
+  return r ? -1 : 0;
+}
+
 /* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
 ** kind 0: the pool's default handler; 1: file a, function name b;
 ** 2: handler function a. */
@@ -212,8 +226,7 @@ static int pool_submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
-  if (kind == LP_RUN_HANDLER ? lp_encode(&p->enc, L, &t->in, 3, 1, "handler") ||
-                                   lp_encode_more(&p->enc, L, &t->in, 5, 1, "task")
+  if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
                              : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
     lp_task_free(p, t);
     return fail(L, "serialize", p->enc.err);
