@@ -3,7 +3,6 @@
 -- and luv loaded twice into one process corrupts libuv's default loop; the
 -- in-process luv specs live in spec/pool_spec.lua). examples/luv.lua shows the
 -- pollfd waking its loop for a run timeout, with no result to wake it.
-local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 
 local scope = helpers.scope({ quiet_destroy = true })
