@@ -39,6 +39,12 @@ end
 function luapool.isError(v)
   return getmetatable(v) == Error
 end
+core.error_metatable(Error)  -- errors of channels and buffers, raised in C
+
+-- Channels and shared buffers (C objects shared by reference with thread
+-- workers, which have the same two functions in their `luapool`).
+luapool.channel = core.channel
+luapool.buffer = core.buffer
 
 -- A bad argument to a function of the API: `fname: what was wrong`.
 local function bad_argument(fname, what)

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "luapool_shared.h"
 #include "pool.h"
 #include "wire.h"
 
@@ -152,6 +153,7 @@ static int core_new(lua_State *L) {
   if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
   p->cfg.worker_path = worker_path();
   lp_hello_make(&p->cfg.hello);
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -210,6 +212,7 @@ static int pool_submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (kind == LP_RUN_HANDLER ? lp_encode(&p->enc, L, &t->in, 3, 1, "handler") ||
                                    lp_encode_more(&p->enc, L, &t->in, 5, 1, "task")
                              : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
@@ -553,5 +556,6 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lp_shared_open(L);
   return 1;
 }

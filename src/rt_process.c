@@ -91,7 +91,7 @@ static int spawn_child(lp_worker *w) {
 
 static int send_config(lp_worker *w) {
   const lp_config *cfg = &w->pool->cfg;
-  lp_buf b = {NULL, 0, 0};
+  lp_buf b = {NULL, 0, 0, NULL};
   const char *s[] = {cfg->filename, cfg->name, cfg->path, cfg->cpath, cfg->teardown};
   const lp_buf *v[] = {&cfg->bytecode, &cfg->handler, &cfg->worker_data};
   size_t i;

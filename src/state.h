@@ -24,6 +24,7 @@ typedef struct lp_state_config {
   lp_buf worker_data;           /* encoded workerData */
   size_t max_heap;              /* resourceLimits.maxHeapBytes, 0: none */
   int isolate;                  /* a fresh state for every task */
+  void (*view)(lua_State *L);   /* adds to the worker view on top; may be NULL */
 } lp_state_config;
 
 /* Where a state's messages and events go. */
