@@ -755,8 +755,10 @@ function methods.recycleWorkers(self, opts)
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
+  local retiring, code, msg = self._core:retire(runtime)
+  if not retiring then raise(code, msg) end
   if runtime then self._opts.runtime = runtime end
-  local target = self._exits + self._core:retire(runtime)
+  local target = self._exits + retiring
   local done = block_until(self, function() return self._exits >= target end,
                            opts and opts.timeout)
   if self._core then self._core:maintain() end

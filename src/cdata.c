@@ -73,7 +73,7 @@ static const char helper[] =
   "    obj = ffi.new(ct)\n"
   "  else\n"
   "    local box = ffi.new(ffi.typeof('$[1]', ct))\n"
-  "    ffi.copy(box, bytes, n)\n"
+  "    ffi.copy(ffi.cast('char *', box), bytes, n)\n"
   "    return ffi.new(ct, box[0])\n"
   "  end\n"
   "  if ffi.sizeof(obj) ~= n then error('cdata<' .. name .. '> cannot be made here: its size differs', 0) end\n"

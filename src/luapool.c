@@ -267,9 +267,14 @@ static int pool_abandon(lua_State *L) {
 }
 
 /* pool:retire([runtime]) -> how many workers will end after their task;
-** those that replace them are of that runtime ("threads", "process"). */
+** those that replace them are of that runtime ("threads", "process").
+** Or nil, code, message: workerData names a channel, and runtime is process. */
 static int pool_retire(lua_State *L) {
   lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2) && runtime_of(lua_tostring(L, 2)) == LP_RT_PROCESS &&
+      (lp_buf_nrefs(&p->cfg.worker_data) || lp_buf_nrefs(&p->cfg.handler)))
+    return fail(L, "serialize", "workerData: a channel or buffer cannot cross to a process "
+                "worker (it shares no memory with the host)");
   if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
   lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
