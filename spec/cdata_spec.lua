@@ -43,7 +43,7 @@ describe("cdata by value", function()
       { ffi.new("double[3]", 1, 2, 3), "ctype<double [3]>" },
       { ffi.new("int16_t[?]", 5, 9), "ctype<short [?]>" },
       { ffi.new("int[2][2]", { { 1, 2 }, { 3, 4 } }), "ctype<int [2][2]>" },
-      { 42LL, "ctype<int64_t>" },
+      { ffi.new("int64_t", 42), "ctype<int64_t>" },
       { ffi.new("uint8_t", 200), "ctype<unsigned char>" },
     }
     for _, c in ipairs(cases) do
@@ -60,8 +60,8 @@ describe("cdata by value", function()
     assert.equal(5, v.flags)
     _, v = pool:run(ffi.new("int16_t[?]", 5, 9)):get()
     assert.equal(9, v[4])
-    _, v = pool:run(42LL):get()
-    assert.is_true(v == 42LL)
+    _, v = pool:run(ffi.new("int64_t", 42)):get()
+    assert.is_true(v == ffi.new("int64_t", 42))
   end)
 
   it("comes back from a worker in results", function()

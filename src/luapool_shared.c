@@ -4,6 +4,7 @@
 ** the API does. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "channel.h"
 #include "codec.h"
@@ -64,7 +65,10 @@ static int throw(lua_State *L, const char *code, const char *fmt, ...) {
 /* The value at idx as an error message shows it. */
 static const char *describe(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
-  if (lua_type(L, idx) == LUA_TNUMBER) return lua_pushfstring(L, "%f", lua_tonumber(L, idx));
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);  /* 3, not 3.0, on 5.3+ */
+  }
   return lua_pushfstring(L, "%s", luaL_typename(L, idx));
 }
 
@@ -298,10 +302,14 @@ static void range(lua_State *L, lp_sharedbuf *b, const char *fname, size_t *off,
                   int has_len) {
   *off = opt_count(L, 2, fname, "offset", 0, 0);
   if (has_len) *len = opt_count(L, 3, fname, "length", 0, *off <= b->len ? (double)(b->len - *off) : 0);
-  if (*off > b->len || *len > b->len - *off)
-    throw(L, "invalid_argument", "%s: bytes %f to %f are outside the buffer's %f bytes "
-          "(offsets count from 0)", fname, (lua_Number)*off, (lua_Number)*off + (lua_Number)*len,
-          (lua_Number)b->len);
+  if (*off > b->len || *len > b->len - *off) {
+    char from[24], to[24], size[24];
+    snprintf(from, sizeof from, "%zu", *off);
+    snprintf(to, sizeof to, "%.0f", (double)*off + (double)*len);
+    snprintf(size, sizeof size, "%zu", b->len);
+    throw(L, "invalid_argument", "%s: bytes %s to %s are outside the buffer's %s bytes "
+          "(offsets count from 0)", fname, from, to, size);
+  }
 }
 
 /* buf:read([offset [, length]]) -> string; offsets count from 0 */
@@ -340,7 +348,9 @@ static int buf_len(lua_State *L) {
 
 static int buf_tostring(lua_State *L) {
   lp_sharedbuf *b = check_buf(L, "tostring");
-  lua_pushfstring(L, "luapool.buffer (%f bytes): %p", (lua_Number)b->len, (void *)b);
+  char size[24];
+  snprintf(size, sizeof size, "%zu", b->len);
+  lua_pushfstring(L, "luapool.buffer (%s bytes): %p", size, (void *)b);
   return 1;
 }
 
@@ -367,7 +377,7 @@ static int new_buffer(lua_State *L) {
     return throw(L, "invalid_argument", "luapool.buffer: expects a size in bytes");
   n = opt_count(L, 1, "luapool.buffer", "size", 0, 0);
   if (!(b = lp_sharedbuf_new(n)))
-    return throw(L, "out_of_memory", "luapool.buffer: cannot allocate %f bytes", (lua_Number)n);
+    return throw(L, "out_of_memory", "luapool.buffer: cannot allocate %s bytes", describe(L, 1));
   lp_shared_push(L, &b->base);
   lp_shared_release(&b->base);
   return 1;
