@@ -45,6 +45,10 @@ local BENCHES = {
     full = { workers = 8, sleep_ms = 100 }, quick = { workers = 8, sleep_ms = 100 } },
   { name = "startup", metrics = { { "first_result_ms", "ms", "lower" } },
     full = {}, quick = {}, outer = "first_result_ms" },
+  { name = "channel", metrics = {
+      { "pingpong_p50_us", "us", "lower" }, { "values_per_s", "values/s", "higher" } },
+    full = { n = 20000, warm = 2000, values = 1000000 },
+    quick = { n = 5000, warm = 1000, values = 200000 }, only = { luapool = true } },
 }
 local POOLS = { "luapool", "tinypool", "piscina", "luv" }
 local PEERS = { "tinypool", "piscina", "luv" }
@@ -173,6 +177,14 @@ for _, p in ipairs(POOLS) do
   end
 end
 
+-- The pools that run bench b: all, or those its `only` names.
+local function sides(b)
+  if not b.only then return pools end
+  local t = {}
+  for _, p in ipairs(pools) do if b.only[p] then t[#t + 1] = p end end
+  return t
+end
+
 io.stderr:write(string.format("luapool bench (%s, %d reps): %s\n", quick and "quick" or "full",
   reps, table.concat(pools, ", ")))
 for _, b in ipairs(BENCHES) do
@@ -182,11 +194,11 @@ for _, b in ipairs(BENCHES) do
     for _, m in ipairs(b.metrics) do samples[b.name][m[1]], na[b.name][m[1]] = {}, {} end
     local bs = now_ms()
     if b.outer then -- a fresh process is the workload: one untimed run per side first
-      for _, p in ipairs(pools) do run_once(p, b.name, args) end
+      for _, p in ipairs(sides(b)) do run_once(p, b.name, args) end
     end
     local n = reps * (b.repsx or 1)
     for _ = 1, n do
-      for _, p in ipairs(pools) do -- interleaved, so drift on the machine hits every side
+      for _, p in ipairs(sides(b)) do -- interleaved, so drift on the machine hits every side
         local got, first_ms = run_once(p, b.name, args)
         for _, m in ipairs(b.metrics) do
           local v = got[m[1]]

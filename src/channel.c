@@ -8,6 +8,8 @@
 #include "pool.h"  /* lp_cond_init, lp_cond_timedwait, lp_now_ns */
 
 #define SLICE_MS 10   /* how often a wait asks whether to give up */
+#define SPIN_MAX_NS 20000 /* a wait first spins up to this long: a handoff between */
+#define SPIN_MIN_NS 500   /* threads running on two cores then costs no futex call */
 #define FIRST_RING 8
 
 struct lp_channel {
@@ -15,11 +17,14 @@ struct lp_channel {
   pthread_mutex_t lock;
   pthread_cond_t nonempty, nonfull;
   lp_buf *ring;            /* values, oldest at head */
-  size_t head, n, size;    /* size: the ring's length, a power of two */
+  size_t head, size;       /* size: the ring's length, a power of two */
+  atomic_size_t n;         /* written under lock; spinners read it without */
   size_t capacity;
-  int closed;
+  atomic_int closed;
   int npoppers, npushers;  /* waiting */
   int efd, armed;          /* pollfd, and whether it is readable */
+  atomic_int spin_ns;      /* how long waits spin: doubled when a spin ends in
+                           ** time, halved when not (both ends share one core) */
 };
 
 void lp_channel_destroy(lp_shared *o) {
@@ -49,6 +54,7 @@ lp_channel *lp_channel_new(size_t capacity) {
   atomic_init(&c->base.refs, 1);
   c->capacity = capacity;
   c->efd = -1;
+  atomic_init(&c->spin_ns, SPIN_MAX_NS);
   return c;
 no_nonfull:
   pthread_cond_destroy(&c->nonempty);
@@ -81,11 +87,36 @@ static int ring_grow(lp_channel *c) {
   return 0;
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Lock held: spins unlocked (no longer than the timeout) for ready() to
+** hold, so that it may without anyone's futex call; learns how long. */
+static void spin(lp_channel *c, int (*ready)(lp_channel *), double timeout_ms, uint64_t start) {
+  int ns = atomic_load_explicit(&c->spin_ns, memory_order_relaxed), i, ok;
+  uint64_t until = start + (timeout_ms * 1e6 < ns ? (uint64_t)(timeout_ms * 1e6) : (uint64_t)ns);
+  pthread_mutex_unlock(&c->lock);
+  do {
+    for (i = 0; i < 64 && !ready(c); i++) cpu_relax();
+  } while (!(ok = ready(c)) && lp_now_ns() < until);
+  ns = ok ? (ns * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : ns * 2) : (ns / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : ns / 2);
+  atomic_store_explicit(&c->spin_ns, ns, memory_order_relaxed);
+  pthread_mutex_lock(&c->lock);
+}
+
 /* Lock held: waits on cond one slice at a time until ready() holds, the
 ** deadline passes, or the check says stop. */
 static int wait_for(lp_channel *c, pthread_cond_t *cond, int *nwaiting,
                     int (*ready)(lp_channel *), double timeout_ms, const lp_wait_check *chk) {
-  uint64_t start = lp_now_ns();
+  uint64_t start;
+  if (ready(c)) return LP_CH_OK;
+  start = lp_now_ns();
+  if (timeout_ms > 0) spin(c, ready, timeout_ms, start);
   while (!ready(c)) {
     double left = timeout_ms >= LP_FOREVER_MS ? SLICE_MS
                   : timeout_ms - (double)(lp_now_ns() - start) / 1e6;
@@ -98,8 +129,13 @@ static int wait_for(lp_channel *c, pthread_cond_t *cond, int *nwaiting,
   return LP_CH_OK;
 }
 
-static int can_push(lp_channel *c) { return c->closed || c->n < c->capacity; }
-static int can_pop(lp_channel *c) { return c->closed || c->n > 0; }
+static int can_push(lp_channel *c) {
+  return atomic_load(&c->closed) || atomic_load(&c->n) < c->capacity;
+}
+
+static int can_pop(lp_channel *c) {
+  return atomic_load(&c->closed) || atomic_load(&c->n) > 0;
+}
 
 int lp_channel_push(lp_channel *c, lp_buf *v, double timeout_ms, const lp_wait_check *chk) {
   int r;
@@ -108,7 +144,7 @@ int lp_channel_push(lp_channel *c, lp_buf *v, double timeout_ms, const lp_wait_c
   if (r == LP_CH_OK && c->closed) r = LP_CH_CLOSED;
   if (r == LP_CH_OK && c->n == c->size && ring_grow(c)) r = LP_CH_NOMEM;
   if (r == LP_CH_OK) {
-    c->ring[(c->head + c->n++) & (c->size - 1)] = *v;
+    c->ring[(c->head + atomic_fetch_add(&c->n, 1)) & (c->size - 1)] = *v;
     memset(v, 0, sizeof *v);
     if (c->npoppers) pthread_cond_signal(&c->nonempty);
     sync_fd(c);
@@ -126,7 +162,7 @@ int lp_channel_pop(lp_channel *c, lp_buf *v, double timeout_ms, const lp_wait_ch
     *v = c->ring[c->head];
     memset(&c->ring[c->head], 0, sizeof *v);
     c->head = (c->head + 1) & (c->size - 1);
-    c->n--;
+    atomic_fetch_sub(&c->n, 1);
     if (c->npushers) pthread_cond_signal(&c->nonfull);
     sync_fd(c);
   }
@@ -143,23 +179,11 @@ void lp_channel_close(lp_channel *c) {
   pthread_mutex_unlock(&c->lock);
 }
 
-size_t lp_channel_count(lp_channel *c) {
-  size_t n;
-  pthread_mutex_lock(&c->lock);
-  n = c->n;
-  pthread_mutex_unlock(&c->lock);
-  return n;
-}
+size_t lp_channel_count(lp_channel *c) { return atomic_load(&c->n); }
 
 size_t lp_channel_capacity(const lp_channel *c) { return c->capacity; }
 
-int lp_channel_closed(lp_channel *c) {
-  int closed;
-  pthread_mutex_lock(&c->lock);
-  closed = c->closed;
-  pthread_mutex_unlock(&c->lock);
-  return closed;
-}
+int lp_channel_closed(lp_channel *c) { return atomic_load(&c->closed); }
 
 int lp_channel_pollfd(lp_channel *c) {
   int fd;
