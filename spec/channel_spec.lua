@@ -180,6 +180,18 @@ describe("a channel crossing to thread workers", function()
   end)
 end)
 
+describe("channels and buffers under LeakSanitizer", function()
+  it("are all freed once nothing holds them", function()
+    local preload = os.getenv("LD_PRELOAD") or ""
+    if not preload:find("asan", 1, true) then pending("only under make test-asan") return end
+    local p = assert(io.popen("ASAN_OPTIONS=detect_leaks=1 '" .. helpers.interpreter() ..
+                              "' spec/fixtures/shared_leaks.lua 2>&1; echo exit=$?"))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("done\nexit=0%s*$", out)
+  end)
+end)
+
 describe("a worker blocked on a channel", function()
   -- Each starts a task that blocks in pop (or push) once it has said so on
   -- `started`, then stops it; a wait that did not see the stop would never end.

@@ -181,6 +181,7 @@ static int ch_push(lua_State *L) {
   r = lp_encode(&eb->e, L, &v, 2, 1, "value");
   eb->busy = 0;
   if (r) {
+    lp_buf_free(&v);
     lua_pushstring(L, eb->e.err);
     if (eb == &tmp) lp_encoder_free(&tmp.e);
     return throw(L, "serialize", "channel:push: %s", lua_tostring(L, -1));
