@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 #include "cdata.h"
+#include "state.h"  /* LP_CODE_KEY */
 
 #define HELPER_KEY "luapool.cdata"
-#define CODE_KEY "luapool.code"  /* the failing task's error code (state.c) */
 
 /* Returns {encode, decode}. Whether a type holds pointers is read from
 ** LuaJIT's own type table through ffi.typeinfo (LuaJIT 2.1): each entry's
@@ -138,7 +138,7 @@ void lp_cdata_decode(lua_State *L, const char *name, size_t nn, const char *byte
   lua_pushlstring(L, bytes, nb);
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
     lua_pushliteral(L, "serialize");
-    lua_setfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+    lua_setfield(L, LUA_REGISTRYINDEX, LP_CODE_KEY);
     lua_error(L);
   }
 }

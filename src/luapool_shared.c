@@ -12,6 +12,7 @@
 #include "luapool_shared.h"
 #include "pool.h"  /* LP_FOREVER_MS */
 #include "sharedbuf.h"
+#include "state.h"  /* LP_CODE_KEY */
 
 #define CHANNEL_MT "luapool.channel"
 #define BUFFER_MT "luapool.buffer"
@@ -225,7 +226,7 @@ static int ch_pop(lua_State *L) {
   lp_buf_free(&v);
   if (r != LUA_OK) {
     lua_pushnil(L);  /* a value this state cannot make is this call's error */
-    lua_setfield(L, LUA_REGISTRYINDEX, "luapool.code");
+    lua_setfield(L, LUA_REGISTRYINDEX, LP_CODE_KEY);
     return throw(L, "serialize", "channel:pop: %s",
                  lua_isstring(L, 1) ? lua_tostring(L, 1) : "the value cannot be made here");
   }

@@ -6,7 +6,7 @@
 #include "wire.h"
 
 #define TRACEBACK_KEY "luapool.traceback"
-#define CODE_KEY "luapool.code"
+#define CODE_KEY LP_CODE_KEY
 #define SELF_KEY "luapool.self"
 
 static lp_state *self(lua_State *L) {

@@ -10,6 +10,10 @@
 #include "heap.h"
 #include "interrupt.h"
 
+/* Where a failing task's error code waits in its state's registry (a
+** string; none: task_error). Code that raises for a task sets it. */
+#define LP_CODE_KEY "luapool.code"
+
 /* How a task names its handler (first byte of its input). */
 enum { LP_RUN_DEFAULT, LP_RUN_FILE, LP_RUN_HANDLER };
 
