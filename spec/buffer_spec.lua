@@ -22,6 +22,7 @@ describe("luapool.buffer", function()
     assert.equal("c\0\0\0", buf:read(4))
     assert.equal("", buf:read(8, 0))
     assert.equal(0, #luapool.buffer(0))
+    assert.equal("8", tostring(#buf))  -- an integer on 5.3+
   end)
 
   it("checks bounds and arguments with invalid_argument", function()

@@ -25,11 +25,12 @@ describe("luapool.channel on the host", function()
     assert.is_true(ch:push("two"))
     assert.is_true(ch:push(false))
     assert.equal(3, #ch)
+    assert.equal("3", tostring(#ch))  -- an integer on 5.3+
     assert.same({ 1, { 2 } }, ch:pop())
     assert.equal("two", ch:pop())
     assert.equal(false, ch:pop())
     assert.equal(0, #ch)
-    assert.equal(5, luapool.channel(5):capacity())
+    assert.equal("5", tostring(luapool.channel(5):capacity()))
   end)
 
   it("push waits while full: false and \"timeout\" when the time passes", function()

@@ -244,13 +244,14 @@ static int ch_closed(lua_State *L) {
 }
 
 static int ch_len(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)lp_channel_count((lp_channel *)check_self(L, &lp_channel_type, "len")));
+  lua_pushinteger(L, (lua_Integer)lp_channel_count((lp_channel *)check_self(L, &lp_channel_type, "len")));
   return 1;
 }
 
 static int ch_capacity(lua_State *L) {
   size_t n = lp_channel_capacity((lp_channel *)check_self(L, &lp_channel_type, "capacity"));
-  lua_pushnumber(L, n == (size_t)-1 ? (lua_Number)HUGE_VAL : (lua_Number)n);
+  if (n == (size_t)-1) lua_pushnumber(L, (lua_Number)HUGE_VAL);
+  else lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
@@ -344,7 +345,7 @@ static int buf_ptr(lua_State *L) {
 }
 
 static int buf_len(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)check_buf(L, "len")->len);
+  lua_pushinteger(L, (lua_Integer)check_buf(L, "len")->len);
   return 1;
 }
 
