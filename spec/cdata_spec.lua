@@ -99,6 +99,13 @@ describe("cdata by value", function()
     assert.equal(1, pool:run(1):get())
   end)
 
+  it("crosses to process workers too", function()
+    local pool = new { filename = SHARED, name = "ctype", runtime = "process", maxThreads = 1 }
+    local ctype, p = pool:run(ffi.new("struct lp_spec_point", 7, 8)):get()
+    assert.equal("ctype<struct lp_spec_point>", ctype)
+    assert.equal(8, p.y)
+  end)
+
   it("crosses through channels too", function()
     local ch = luapool.channel()
     ch:push(ffi.new("struct lp_spec_point", 5, 6))
