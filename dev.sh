@@ -2,13 +2,15 @@
 # One entry point for a fresh Debian machine: installs what is missing, then
 # runs the make target you name.
 #   ./dev.sh example   build, then run examples/primes.lua on a pool
-#   ./dev.sh test      every spec: LuaJIT, Lua 5.4, ASan+UBSan, TSan, the rock
+#   ./dev.sh test      every suite: luacheck; the specs on LuaJIT, Lua 5.1-5.4,
+#                      ASan+UBSan, TSan, valgrind, the rock; a short soak under
+#                      ASan and TSan
 #   ./dev.sh bench     benchmarks against Tinypool, Piscina and luv
 set -eu
 cd "$(dirname "$0")"
 target=${1:-test}
 
-packages="make gcc libc6-dev cmake pkg-config luajit libluajit-5.1-dev lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev lua-cjson lua-busted lua-luv luarocks"
+packages="make gcc libc6-dev cmake pkg-config luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev lua-cjson lua-busted lua-luv lua-check luarocks valgrind parallel tmux time"
 case "$target" in
   bench|bench-quick) packages="$packages nodejs npm" ;;
 esac

@@ -9,7 +9,7 @@
 -- work: run with the LUA_PATH/LUA_CPATH of the Makefile's LUAPOOL_ENV.
 local dir = arg[0]:match "^(.*)/" or "."
 local b = dofile(dir .. "/common.lua")
-local now_ms, num, opt, bench = b.now_ms, b.num, b.opt, b.bench
+local now_ms, num = b.now_ms, b.num
 local t0 = now_ms() -- before the pool library is loaded (startup)
 
 local function task(name) return dir .. "/tasks/" .. name .. ".lua" end

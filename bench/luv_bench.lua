@@ -10,7 +10,7 @@
 -- queued, which is when libuv reads it.
 local dir = arg[0]:match "^(.*)/" or "."
 local b = dofile(dir .. "/common.lua")
-local now_ms, num, opt, bench = b.now_ms, b.num, b.opt, b.bench
+local now_ms, num = b.now_ms, b.num
 local t0 = now_ms() -- before the pool library is loaded (startup)
 
 local threads = num("threads", 2)

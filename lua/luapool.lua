@@ -39,6 +39,7 @@ end
 function luapool.isError(v)
   return getmetatable(v) == Error
 end
+luapool._error = new_error  -- for luapool.imap
 core.error_metatable(Error)  -- errors of channels and buffers, raised in C
 
 -- Channels and shared buffers (C objects shared by reference with thread
@@ -81,6 +82,7 @@ function luapool.cpus() return cpus end
 -- Every option: its kind and, for numbers, its range. One place checks them
 -- all, and a message names the option and what it takes.
 local MAX_THREADS = 4096
+local DEFAULT_LOAD_MS = 60000  -- a task file's top level, at most (loadTimeout)
 local MAX_BYTES = 2 ^ 53      -- integers past this are not exact as numbers
 local MIN_HEAP = 256 * 1024   -- a fresh worker state holds 22-37 KiB; room to run tasks
 local option_rules = {
@@ -92,6 +94,7 @@ local option_rules = {
   maxThreads = { kind = "integer", min = 1, max = MAX_THREADS },
   idleTimeout = { kind = "duration" },
   terminateTimeout = { kind = "duration" },
+  loadTimeout = { kind = "duration" },
   maxQueue = { kind = "integer", min = 0, max = MAX_BYTES, huge = true, auto = true },
   isolateWorkers = { kind = "boolean" },
   maxMemoryLimitBeforeRecycle = { kind = "integer", min = 1, max = MAX_BYTES, unit = "bytes" },
@@ -174,6 +177,7 @@ local function check_options(o)
   for k, v in pairs(o) do r[k] = v end
   r.name = o.name or "default"
   r.idleTimeout = o.idleTimeout or 0
+  r.loadTimeout = o.loadTimeout or DEFAULT_LOAD_MS
   r.isolateWorkers = o.isolateWorkers or false
   r.runtime = option_rules.runtime.values[o.runtime or "threads"]
   r.minThreads = o.minThreads or math.max(1, math.floor(cpus / 2))
@@ -481,6 +485,7 @@ function luapool.new(options)
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
     terminateTimeout = opts.terminateTimeout,  -- for __gc
+    loadTimeout = opts.loadTimeout,
     runtime = opts.runtime, env = opts.env,
   }
   if opts.filename then  -- a missing file or a syntax error fails here
@@ -692,12 +697,18 @@ end
 function methods.map(self, list, opts)
   if type(list) ~= "table" then bad_argument("pool:map", "expects a list, not " .. describe_value(list)) end
   local tasks, n = {}, #list
+  -- raises the error of element i, with its index, cancelling the others
+  local function fail(e, i)
+    for j = 1, n do if tasks[j] then tasks[j]:cancel() end end
+    if luapool.isError(e) then e.index = i end
+    error(e, 3)
+  end
   for i = 1, n do
     while true do  -- with a bounded queue, wait for room instead of failing
       local ok, t = pcall(submit, self, list[i], opts)
       if ok then tasks[i] = t break end
       if not (luapool.isError(t) and t.code == "queue_full") or self._npending == 0 then
-        error(t, 2)
+        fail(t, i)
       end
       local before = self._completed
       block_until(self, function() return self._completed > before end)
@@ -707,10 +718,15 @@ function methods.map(self, list, opts)
   for i = 1, n do
     local t = tasks[i]
     if not t._state then self:_await(t) end
-    if t._state == "rejected" then error(t._err, 2) end
+    if t._state == "rejected" then fail(t._err, i) end
     out[i] = (t:_values())
   end
   return out
+end
+
+-- A streaming map, in lua/luapool/imap.lua.
+function methods.imap(self, src, opts)
+  return require("luapool.imap").imap(self, src, opts)
 end
 
 function methods.on(self, event, fn)
@@ -776,7 +792,7 @@ function methods.destroy(self)
   if self._destroyed then return end
   self._destroyed, self._closed = true, true
   local c = self._core
-  for p, task in pairs(self._pending) do
+  for _, task in pairs(self._pending) do
     self:_settle_error(task, new_error("terminated", "Terminating worker thread"))
   end
   self._stopping, self._nstopping = {}, 0

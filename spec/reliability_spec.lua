@@ -361,4 +361,52 @@ describe("reliability", function()
       assert.equal("3", tostring(e.value))
     end)
   end)
+
+  describe("a task file whose top level never returns", function()
+    local LOOP = "spec/fixtures/rb_loop_on_load.lua"
+
+    it("is stopped after loadTimeout: its tasks reject with load_error, and error fires", function()
+      local pool = new { filename = LOOP, minThreads = 1, maxThreads = 1, loadTimeout = 100 }
+      local errors = {}
+      pool:on("error", function(e) errors[#errors + 1] = e end)
+      local a, b = pool:run(1), pool:run(2)
+      for _, t in ipairs({ a, b }) do
+        local e = helpers.rejection(t)
+        assert.equal("load_error", e.code)
+        assert.truthy(e.message:find("did not finish loading within 100 ms (loadTimeout)", 1, true),
+                      e.message)
+      end
+      pool:poll()
+      assert.is_true(#errors >= 1)
+      assert.truthy(errors[1].message:find("rb_loop_on_load.lua", 1, true))
+      local e = raised(pool.run, pool, 3)
+      assert.equal("load_error", e.code)
+      pool:destroy()  -- the worker stopped: no thread left behind
+    end)
+
+    it("a compiled loop that takes no interrupt is given up on after terminateTimeout", function()
+      if not jit then pending("PUC Lua interrupts every loop") return end
+      local path = scope.tmpname()
+      local f = assert(io.open(path, "w"))
+      -- spins for about a second in one trace (no hooks), then returns
+      f:write("local x = 0 for i = 1, 3e9 do x = x + i end return function() return x end\n")
+      f:close()
+      local pool = new { filename = path, minThreads = 1, maxThreads = 1, loadTimeout = 50,
+                         terminateTimeout = 50 }
+      local errors = {}
+      pool:on("error", function(e) errors[#errors + 1] = e.message end)
+      assert.equal("load_error", helpers.rejection(pool:run(1)).code)
+      helpers.poll_until(pool, function()
+        for _, m in ipairs(errors) do
+          if m:find("its thread is detached", 1, true) then return true end
+        end
+      end, "the give-up event")
+    end)
+
+    it("loadTimeout is validated and shown in pool.options", function()
+      assert.equal("invalid_option", raised(luapool.new, { loadTimeout = -5 }).code)
+      local pool = new { handler = function(x) return x end, minThreads = 1, maxThreads = 1 }
+      assert.equal(60000, pool.options.loadTimeout)
+    end)
+  end)
 end)

@@ -13,7 +13,6 @@
 -- (runtime = "process" is not built); "writing to terminating worker does not crash"
 -- is turned around (the worker keeps posting messages while the pool goes away), and
 -- "recycling workers while closing pool does not crash" uses isolated threads.
-local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 local gate = require "spec.support.gate"
 local errmsg, rejection = helpers.errmsg, helpers.rejection

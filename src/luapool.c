@@ -140,6 +140,8 @@ static int core_new(lua_State *L) {
   p->cfg.isolate = (int)opt_number(L, 1, "isolate", 0);
   p->cfg.max_heap = (size_t)opt_number(L, 1, "maxHeapBytes", 0);
   p->cfg.recycle_heap = (size_t)opt_number(L, 1, "maxMemoryLimitBeforeRecycle", 0);
+  p->cfg.load_timeout_ms = opt_number(L, 1, "loadTimeout", LP_FOREVER_MS);
+  p->cfg.terminate_ms = b->terminate_ms;
   lua_getfield(L, 1, "bytecode");
   if (lua_type(L, -1) == LUA_TSTRING) {
     size_t n;
@@ -398,7 +400,8 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
 
 /* Waits up to timeout_ms (negative: for ever) for a batch. A hook set
 ** meanwhile is the interpreter's Ctrl-C (lua.c, luajit.c): looks for one
-** every HOOK_CHECK_MS, and returns at once so that it can fire. */
+** every HOOK_CHECK_MS, and returns at once so that it can fire; looks at
+** workers loading their task file as often. */
 static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
   uint64_t start = lp_now_ns();
   for (;;) {
@@ -406,6 +409,7 @@ static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
                                  : timeout_ms - (double)(lp_now_ns() - start) / 1e6;
     p->backlog = lp_pool_take(p, left > HOOK_CHECK_MS ? HOOK_CHECK_MS : left > 0 ? left : 0);
     if (p->backlog || left <= HOOK_CHECK_MS || lua_gethook(L)) return;
+    lp_pool_check_loads(p);
   }
 }
 
@@ -424,6 +428,7 @@ static int pool_poll(lua_State *L) {
   lua_Hook hook = lua_gethook(L);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   if (hook) lua_sethook(L, NULL, 0, 0);
+  lp_pool_check_loads(p);
   if (!p->backlog) take_batch(L, p, timeout);
   while (b->p && p->backlog && !lua_gethook(L)) {
     lp_msg *m = p->backlog;

@@ -330,7 +330,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   int spawn = 0;
   size_t q;
   if (lp_pool_broken(p)) return LP_EBROKEN;
-  if (++p->next_id == 0) p->next_id = 1;
+  if (++p->next_id == 0 || p->next_id == LP_LOAD_ID) p->next_id = 1;
   t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
@@ -385,13 +385,25 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
+/* An "error" event about worker id, from the main thread. */
+static void post_error(lp_pool *p, int id, const char *text) {
+  lp_msg *m = calloc(1, sizeof *m);
+  if (!m) return;  /* an event lost to memory exhaustion */
+  m->kind = LP_MSG_ERROR;
+  m->worker_id = id;
+  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+    free(m);
+    return;
+  }
+  lp_pool_post(p, m);
+}
+
 /* Main thread. A host that took the interrupt signal over hears of it
 ** once, through the "error" event; tasks then stop at terminateTimeout. */
 static void interrupt(lp_pool *p, lp_worker *w) {
   static const char fmt[] = "luapool's interrupt signal (SIGRTMIN+%d) has been given "
       "another handler by the host: running tasks can no longer be interrupted, and "
       "are given up on after terminateTimeout";
-  lp_msg *m;
   char text[sizeof fmt + 16];
   if (w->rt != &lp_rt_thread || lp_interrupt_is_ours(p->signo)) {
     w->rt->interrupt(w);
@@ -400,14 +412,7 @@ static void interrupt(lp_pool *p, lp_worker *w) {
   if (p->signal_lost) return;
   p->signal_lost = 1;
   snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
-  if (!(m = calloc(1, sizeof *m))) return;
-  m->kind = LP_MSG_ERROR;
-  m->worker_id = w->slot + 1;
-  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
-    free(m);
-    return;
-  }
-  lp_pool_post(p, m);
+  post_error(p, w->slot + 1, text);
 }
 
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
@@ -508,12 +513,13 @@ static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
   lp_pool_post(p, &t->msg);
 }
 
-void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any) {
   char *s = strdup(why), *none = NULL;
   int i;
   if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  if (any) atomic_store(&p->broken_any, 1);
   pthread_mutex_lock(&p->lock);
-  if (atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+  if (any || atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
     for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
     while (p->head) {
       lp_task *t = p->head;
@@ -522,6 +528,51 @@ void lp_pool_break(lp_pool *p, lp_worker *w, const char *why) {
     }
   }
   pthread_mutex_unlock(&p->lock);
+}
+
+#define LOAD_CHECK_NS 20000000
+
+/* Lock held. Stops w's load (the pool breaks), or gives up on it when it
+** did not stop; returns 1 when it did either. */
+static int check_load(lp_pool *p, lp_worker *w, uint64_t now, char *why, size_t n) {
+  uint64_t since = atomic_load(&w->loading_since);
+  if (!since) return 0;
+  if (!w->load_giveup) {
+    if ((double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
+    snprintf(why, n, "Task file \"%s\" did not finish loading within %g ms (loadTimeout)",
+             p->cfg.filename ? p->cfg.filename : "(handler)", p->cfg.load_timeout_ms);
+    w->load_giveup = now + (uint64_t)(p->cfg.terminate_ms < LP_FOREVER_MS
+                                          ? p->cfg.terminate_ms * 1e6 : 1e18);
+    atomic_store(&w->cancel, LP_LOAD_ID);
+    interrupt(p, w);
+    return 1;
+  }
+  if (now < w->load_giveup) return 0;
+  snprintf(why, n, "Failed to stop worker %d loading its task file within %g ms "
+           "(terminateTimeout)%s", w->slot + 1, p->cfg.terminate_ms,
+           w->rt->kill ? ": its process is killed" : ": its thread is detached and left running");
+  if (w->rt->kill) w->rt->kill(w); else detach(p, w);
+  return 1;
+}
+
+void lp_pool_check_loads(lp_pool *p) {
+  uint64_t now;
+  int i;
+  if (!atomic_load_explicit(&p->nloading, memory_order_relaxed)) return;
+  now = lp_now_ns();
+  if (now - p->load_checked < LOAD_CHECK_NS) return;
+  p->load_checked = now;
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    char why[512];
+    lp_worker *w;
+    int acted, broke = 0;
+    pthread_mutex_lock(&p->lock);
+    acted = (w = p->slots[i].w) && !w->detached && check_load(p, w, now, why, sizeof why);
+    if (acted && !w->detached && !atomic_load(&p->broken)) broke = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (broke) lp_pool_break(p, w, why, 1);  /* w is not detached: still the main's */
+    if (acted) post_error(p, i + 1, why);
+  }
 }
 
 int lp_pool_retire_all(lp_pool *p) {

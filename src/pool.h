@@ -96,6 +96,7 @@ struct lp_worker {
   atomic_uint_fast64_t ntasks;
   atomic_size_t heap_bytes;
   atomic_uint cancel;         /* id of a running task to be stopped */
+  atomic_uint_fast64_t loading_since;  /* ns; 0 unless it loads the task file */
   /* the worker thread's own */
   int ready;                  /* open, not failed since */
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
@@ -103,6 +104,7 @@ struct lp_worker {
   lp_proc proc;               /* process: the child */
   /* the main thread's own */
   int joined;
+  uint64_t load_giveup;       /* its load was stopped: when to give up on it */
   lp_msg exit_msg;            /* its last message, so exiting cannot fail */
 };
 
@@ -127,6 +129,8 @@ typedef struct lp_config {
   int isolate;                /* a fresh state for every task */
   size_t max_heap;            /* resourceLimits.maxHeapBytes, 0: none */
   size_t recycle_heap;        /* maxMemoryLimitBeforeRecycle, 0: none */
+  double load_timeout_ms;     /* loadTimeout: a task file's top level, at most */
+  double terminate_ms;        /* terminateTimeout */
   atomic_int runtime;         /* LP_RT_*, of workers started from now on */
   char **env;                 /* process workers' environment; NULL: ours */
   char *worker_path;          /* the worker program, beside this module */
@@ -169,8 +173,12 @@ struct lp_pool {
   lp_encoder enc;
   lp_stats run_time, wait_time;
   unsigned next_id;
-  /* set once by a process worker that found its program unusable */
+  /* set once by a process worker that found its program unusable, or
+  ** when the task file did not load within loadTimeout (broken_any) */
   _Atomic(char *) broken;
+  atomic_int broken_any;      /* broken whatever the runtime */
+  atomic_int nloading;        /* workers loading the task file */
+  uint64_t load_checked;      /* main thread: when loads were last looked at */
 };
 
 #define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
@@ -224,11 +232,17 @@ int lp_pool_post_message(lp_worker *w, lp_msg *m);
 /* Posts an event (LP_MSG_ERROR with text, LP_MSG_START) from worker w. */
 void lp_worker_post(lp_worker *w, int kind, const char *text);
 /* A process worker that cannot run at all (its program is missing or
-** another build): every task queued now and later fails with load_error. */
-void lp_pool_break(lp_pool *p, lp_worker *w, const char *why);
-/* Main thread: whether new workers would be process workers that cannot run. */
+** another build), or (any) a task file that did not load in time: every
+** task queued now and later fails with load_error. */
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any);
+/* Main thread: whether new workers could not run. */
 #define lp_pool_broken(p) \
-  (atomic_load(&(p)->cfg.runtime) == LP_RT_PROCESS && atomic_load(&(p)->broken))
+  (atomic_load(&(p)->broken) && \
+   (atomic_load(&(p)->broken_any) || atomic_load(&(p)->cfg.runtime) == LP_RT_PROCESS))
+/* Main thread, often: a worker whose task file's top level ran past
+** loadTimeout is stopped (the pool breaks), and given up on after
+** terminateTimeout more. Cheap while nothing loads. */
+void lp_pool_check_loads(lp_pool *p);
 void *lp_worker_main(void *arg);
 /* The end of a detached worker's thread. */
 void lp_worker_free(lp_worker *w);

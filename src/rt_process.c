@@ -216,14 +216,14 @@ static int handshake(lp_worker *w, char *err, size_t errlen) {
     reap(c, cause, sizeof cause);
     snprintf(why, sizeof why, "%s did not start: %s", w->pool->cfg.worker_path,
              r > 0 ? "it sent no hello" : cause);
-    lp_pool_break(w->pool, w, why);
+    lp_pool_break(w->pool, w, why, 0);
     snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
     return -1;
   }
   if (lp_hello_check(&w->pool->cfg.hello, f.body, f.len, err, errlen)) {
     snprintf(why, sizeof why, "%s cannot serve this host: %s", w->pool->cfg.worker_path, err);
     kill_child(c);
-    lp_pool_break(w->pool, w, why);
+    lp_pool_break(w->pool, w, why, 0);
     snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
     return -1;
   }
@@ -251,13 +251,13 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   if (!w->pool->cfg.worker_path) {
     snprintf(err, errlen, "worker %d: the worker program luapool-worker was not found "
              "beside the module luapool.core", w->slot + 1);
-    lp_pool_break(w->pool, w, err);
+    lp_pool_break(w->pool, w, err, 0);
     return -1;
   }
   if ((r = spawn_child(w)) != 0) {
     char why[320];
     snprintf(why, sizeof why, "cannot start %s: %s", w->pool->cfg.worker_path, strerror(r));
-    if (r == ENOENT || r == EACCES || r == ENOEXEC) lp_pool_break(w->pool, w, why);
+    if (r == ENOENT || r == EACCES || r == ENOEXEC) lp_pool_break(w->pool, w, why, 0);
     snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
     return -1;
   }

@@ -155,7 +155,7 @@ int lp_state_open(lp_state *s, char *err, size_t errlen) {
   s->L = L;
   s->default_ref = LUA_NOREF;
   if (cfg->filename || cfg->handler.len) {
-    if (lp_interrupt_enter(&s->intr, L, 0)) {  /* its top level may loop: stoppable */
+    if (lp_interrupt_enter(&s->intr, L, LP_LOAD_ID)) {  /* its top level may loop: stoppable */
       lua_pushcfunction(L, preload);  /* a failure shows again on the task */
       lua_pushlightuserdata(L, s);
       lua_pcall(L, 1, 0, 0);

@@ -14,6 +14,10 @@
 ** string; none: task_error). Code that raises for a task sets it. */
 #define LP_CODE_KEY "luapool.code"
 
+/* The id a task file's top level runs under while it loads: stopping it
+** is cancelling that id. Never a task's. */
+#define LP_LOAD_ID 0xffffffffu
+
 /* How a task names its handler (first byte of its input). */
 enum { LP_RUN_DEFAULT, LP_RUN_FILE, LP_RUN_HANDLER };
 

@@ -63,6 +63,18 @@ void lp_worker_post(lp_worker *w, int kind, const char *text) {
   lp_pool_post(w->pool, m);
 }
 
+/* Opens (or renews) what runs w's tasks, loading the task file: timed by
+** the main thread against loadTimeout (lp_pool_check_loads). */
+static int load(lp_worker *w, int (*open)(lp_worker *, char *, size_t), char *err, size_t n) {
+  int r;
+  atomic_store(&w->loading_since, lp_now_ns());
+  atomic_fetch_add(&w->pool->nloading, 1);
+  r = open(w, err, n);
+  atomic_fetch_sub(&w->pool->nloading, 1);
+  atomic_store(&w->loading_since, 0);
+  return r;
+}
+
 /* Sleeps on the worker's own condition; returns 1 when an idle timeout
 ** says this worker should end. Lock held. */
 static int sleep_until_work(lp_pool *p, lp_worker *w) {
@@ -113,7 +125,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
     char err[256];
     int failed;
     pthread_mutex_unlock(&p->lock);
-    if ((failed = w->rt->renew(w, err, sizeof err))) lp_worker_post(w, LP_MSG_ERROR, err);
+    if ((failed = load(w, w->rt->renew, err, sizeof err))) lp_worker_post(w, LP_MSG_ERROR, err);
     pthread_mutex_lock(&p->lock);
     if (failed) return 1;
   }
@@ -124,14 +136,14 @@ void *lp_worker_main(void *arg) {
   lp_worker *w = (lp_worker *)arg;
   lp_pool *p = w->pool;
   char err[256];
-  if (w->rt->open(w, err, sizeof err) == 0) {
+  if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;
     lp_worker_post(w, LP_MSG_START, NULL);
   } else {
     lp_worker_post(w, LP_MSG_ERROR, err);
   }
   pthread_mutex_lock(&p->lock);
-  while (w->ready && !atomic_load(&p->stop) && !w->retire) {
+  while (w->ready && !w->detached && !atomic_load(&p->stop) && !w->retire) {
     lp_task *t = take(p, w);
     if (t) {
       int r = serve(p, w, t);
