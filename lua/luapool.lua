@@ -47,6 +47,12 @@ function luapool.isError(v)
   return getmetatable(v) == Error
 end
 luapool._error = new_error  -- for luapool.imap
+core.error_metatable(Error)  -- errors of channels and buffers, raised in C
+
+-- Channels and shared buffers (C objects shared by reference with thread
+-- workers, which have the same two functions in their `luapool`).
+luapool.channel = core.channel
+luapool.buffer = core.buffer
 
 -- A bad argument to a function of the API: `fname: what was wrong`.
 local function bad_argument(fname, what)
@@ -872,8 +878,10 @@ function methods.recycleWorkers(self, opts)
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
+  local retiring, code, msg = self._core:retire(runtime)
+  if not retiring then raise(code, msg) end
   if runtime then self._opts.runtime = runtime end
-  local target = self._exits + self._core:retire(runtime)
+  local target = self._exits + retiring
   local done = block_until(self, function() return self._exits >= target end,
                            opts and opts.timeout)
   if self._core then self._core:maintain() end

@@ -20,9 +20,11 @@ local preload = os.getenv("LD_PRELOAD")
 local sanitized = (preload or ""):find("san") ~= nil
 if sanitized and jit then
   local ffi = require "ffi"
-  pcall(ffi.cdef, "int unsetenv(const char *name);")
+  pcall(ffi.cdef, "int unsetenv(const char *name); int setenv(const char *, const char *, int);")
   ffi.C.unsetenv("LD_PRELOAD")
   COMMAND = "env LD_PRELOAD=" .. q(preload) .. " " .. COMMAND
+  -- the specs after this file start their own hosts with the preload
+  teardown(function() ffi.C.setenv("LD_PRELOAD", preload, 1) end)
 end
 
 local function read(path)

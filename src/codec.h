@@ -27,6 +27,7 @@ typedef struct lp_encoder {
   uint32_t gen;       /* entries of older generations are empty */
   uint32_t nextref;
   int depth;
+  int no_shared;      /* set by the caller: shared objects are refused */
   const void *globals;
   int modules;        /* registry ref of package.loaded inverted; 0: none */
   lp_buf *out;
@@ -60,8 +61,9 @@ int lp_decode(lua_State *L, const char *data, size_t len);
 /* The same, but into one new table (values at 1..n) on the stack, so that
 ** any number of values needs but a few stack slots; returns n. */
 int lp_decode_table(lua_State *L, const char *data, size_t len);
-/* lp_decode, with LP_DECODE_NOFUNC: a function (bytecode) is refused as
-** malformed, for bytes that Lua's loader should not be trusted with. */
+/* lp_decode, with LP_DECODE_NOFUNC: a function (bytecode) or a shared
+** object's address is refused as malformed, for bytes that Lua's loader
+** should not be trusted with. */
 #define LP_DECODE_NOFUNC 1
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "luapool_shared.h"
 #include "pool.h"
 #include "wire.h"
 
@@ -154,6 +155,7 @@ static int core_new(lua_State *L) {
   if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
   p->cfg.worker_path = worker_path();
   lp_hello_make(&p->cfg.hello);
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -226,6 +228,7 @@ static int pool_submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
                              : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
     lp_task_free(p, t);
@@ -279,9 +282,14 @@ static int pool_abandon(lua_State *L) {
 }
 
 /* pool:retire([runtime]) -> how many workers will end after their task;
-** those that replace them are of that runtime ("threads", "process"). */
+** those that replace them are of that runtime ("threads", "process").
+** Or nil, code, message: workerData names a channel, and runtime is process. */
 static int pool_retire(lua_State *L) {
   lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2) && runtime_of(lua_tostring(L, 2)) == LP_RT_PROCESS &&
+      (lp_buf_nrefs(&p->cfg.worker_data) || lp_buf_nrefs(&p->cfg.handler)))
+    return fail(L, "serialize", "workerData: a channel or buffer cannot cross to a process "
+                "worker (it shares no memory with the host)");
   if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
   lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
@@ -578,5 +586,6 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lp_shared_open(L);
   return 1;
 }

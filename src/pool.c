@@ -95,6 +95,8 @@ void lp_task_free(lp_pool *p, lp_task *t) {
     task_destroy(t);
     return;
   }
+  lp_buf_drop_refs(&t->in, 0);  /* bytes kept for reuse; the objects they named not */
+  lp_buf_drop_refs(&t->out, 0);
   if (t->in.cap > FREE_BUF_MAX) lp_buf_free(&t->in);
   if (t->out.cap > FREE_BUF_MAX) lp_buf_free(&t->out);
   t->msg.next = (lp_msg *)p->free_tasks;

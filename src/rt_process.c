@@ -91,7 +91,7 @@ static int spawn_child(lp_worker *w) {
 
 static int send_config(lp_worker *w) {
   const lp_config *cfg = &w->pool->cfg;
-  lp_buf b = {NULL, 0, 0};
+  lp_buf b = {NULL, 0, 0, NULL};
   const char *s[] = {cfg->filename, cfg->name, cfg->path, cfg->cpath, cfg->teardown};
   const lp_buf *v[] = {&cfg->bytecode, &cfg->handler, &cfg->worker_data};
   size_t i;
@@ -265,10 +265,22 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   return handshake(w, err, errlen);
 }
 
+/* A task queued while the pool ran threads may name a channel or buffer,
+** which a child cannot reach: it fails as its encoding would have. */
+static int refuse_shared(lp_task *t) {
+  const char *err[4] = {"serialize", "task: a channel or buffer cannot cross to a process "
+                        "worker (it shares no memory with the host)", NULL, NULL};
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);
+  return 0;
+}
+
 static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
   lp_frame f;
   int r;
+  if (lp_buf_nrefs(&t->in)) return refuse_shared(t);
   if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0)
     lp_write_all(c->to, &c->out);  /* a child gone shows below as the end of its output */
   c->out.len = 0;

@@ -7,7 +7,7 @@
 #include "wire.h"
 
 #define TRACEBACK_KEY "luapool.traceback"
-#define CODE_KEY "luapool.code"
+#define CODE_KEY LP_CODE_KEY
 #define SELF_KEY "luapool.self"
 
 static lp_state *self(lua_State *L) {
@@ -34,7 +34,7 @@ static int worker_exit(lua_State *L) {
 
 static int worker_post_message(lua_State *L) {
   lp_state *s = self(L);
-  lp_buf body = {NULL, 0, 0};
+  lp_buf body = {NULL, 0, 0, NULL};
   if (lp_encode(&s->enc, L, &body, 1, 1, "message")) {
     lua_pushstring(L, s->enc.err);
     lp_buf_free(&body);
@@ -76,6 +76,7 @@ static void push_view(lua_State *L, lp_state *s) {
   lua_pushlightuserdata(L, s);
   lua_pushcclosure(L, worker_post_message, 1);
   lua_setfield(L, -2, "postMessage");
+  if (s->cfg->view) s->cfg->view(L);
   if (s->cfg->worker_data.len) {
     lp_decode(L, s->cfg->worker_data.data, s->cfg->worker_data.len);
     lua_setfield(L, -2, "workerData");

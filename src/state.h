@@ -10,6 +10,10 @@
 #include "heap.h"
 #include "interrupt.h"
 
+/* Where a failing task's error code waits in its state's registry (a
+** string; none: task_error). Code that raises for a task sets it. */
+#define LP_CODE_KEY "luapool.code"
+
 /* The id a task file's top level runs under while it loads: stopping it
 ** is cancelling that id. Never a task's. */
 #define LP_LOAD_ID 0xffffffffu
@@ -28,6 +32,7 @@ typedef struct lp_state_config {
   lp_buf worker_data;           /* encoded workerData */
   size_t max_heap;              /* resourceLimits.maxHeapBytes, 0: none */
   int isolate;                  /* a fresh state for every task */
+  void (*view)(lua_State *L);   /* adds to the worker view on top; may be NULL */
 } lp_state_config;
 
 /* Where a state's messages and events go. */
