@@ -532,7 +532,8 @@ end
 function luapool.new(options)
   local opts = check_options(options)
   local cfg = {
-    filename = opts.filename, name = opts.name, handler = opts.handler,
+    -- the name as given: without one, a file need not have "default"
+    filename = opts.filename, name = options and options.name, handler = opts.handler,
     minThreads = opts.minThreads, maxThreads = opts.maxThreads,
     idleTimeout = opts.idleTimeout,
     maxQueue = opts.maxQueue == math.huge and -1 or opts.maxQueue,
@@ -555,6 +556,15 @@ function luapool.new(options)
   end
   local c, code, msg = core.new(cfg)
   if not c then raise(code, msg) end
+  -- What only running the file tells (a name or teardown it lacks, a value
+  -- that is no handler) is known once the first worker has loaded it.
+  if opts.filename and opts.minThreads > 0 then
+    local err = c:loaded(opts.loadTimeout)
+    if err then
+      c:destroy(opts.terminateTimeout or DEFAULT_TERMINATE_MS)
+      raise("load_error", err)
+    end
+  end
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0,
     _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due

@@ -247,3 +247,35 @@ describe("loaded modules cross by name", function()
     assert.equal("task.f: a C function cannot cross to another Lua state", e.message)
   end)
 end)
+
+describe("luapool.new refuses what loading the file tells", function()
+  local HANDLERS = "spec/fixtures/handlers.lua"
+  local cases = {
+    { { filename = HANDLERS, name = "nope" }, 'No handler function "nope" exported from "' .. HANDLERS .. '"' },
+    { { filename = "spec/fixtures/not_a_function.lua" }, "must return a function or a table of functions, not number" },
+    { { filename = HANDLERS, teardown = "nope" }, 'No teardown function "nope" exported from "' .. HANDLERS .. '"' },
+    { { filename = "spec/fixtures/echo.lua", name = "other" }, 'No handler function "other"' },
+  }
+  for _, c in ipairs(cases) do
+    it("raises load_error: " .. c[2], function()
+      c[1].minThreads, c[1].maxThreads = 1, 1
+      local e = raised(luapool.new, c[1])
+      assert.equal("load_error", e.code)
+      assert.truthy(e.message:find(c[2], 1, true), e.message)
+    end)
+  end
+
+  it("accepts a table without default when no name is given: runs name theirs", function()
+    local path = scope.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("return { a = function() return 'a' end }\n")
+    f:close()
+    local pool = new { filename = path, minThreads = 1, maxThreads = 1 }
+    assert.equal("a", pool:run(nil, { name = "a" }):get())
+  end)
+
+  it("cannot know it with minThreads = 0: the first task rejects instead", function()
+    local pool = new { filename = HANDLERS, name = "nope", minThreads = 0, maxThreads = 1 }
+    assert.equal("load_error", rejection(pool:run(1)).code)
+  end)
+end)

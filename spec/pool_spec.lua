@@ -469,6 +469,8 @@ describe("pool methods", function()
     assert.equal("number", type(fd))
     assert.equal(fd, pool:pollfd())
     assert.equal("r", pool:events())
+    assert.equal(0, pool:timeout())  -- new() saw the first worker start: its event waits
+    pool:poll()
     assert.is_nil(pool:timeout())
     local ok, uv = pcall(require, "luv")
     if not ok then pending("luv not installed") return end

@@ -11,6 +11,7 @@
 #include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
+#define HOOK_CHECK_MS 50  /* how often a long wait looks for Ctrl-C and slow loads */
 
 #define DEFAULT_TERMINATE_MS 1000
 
@@ -401,7 +402,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
       k = 1;
     }
     n += k;
-  } else if (m->kind == LP_MSG_ERROR) {
+  } else if (m->kind == LP_MSG_ERROR || (m->kind == LP_MSG_START && m->body.len)) {
     lua_pushstring(L, m->body.data);
     n++;
   }
@@ -409,7 +410,28 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   return n;
 }
 
-#define HOOK_CHECK_MS 50
+/* pool:loaded(ms) -> nil, or the load_error the first worker met loading
+** the task file. Waits up to ms for a worker to have opened (or failed to);
+** what it takes stays in the backlog, for poll to hand over as usual. */
+static int pool_loaded(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  double ms = luaL_checknumber(L, 2);
+  uint64_t deadline = lp_now_ns() + (uint64_t)(ms < LP_FOREVER_MS ? ms * 1e6 : 1e18);
+  lp_msg *m, **tail = &p->backlog;
+  for (;;) {
+    for (m = *tail; m; tail = &m->next, m = m->next) {
+      if (m->kind == LP_MSG_ERROR) return 0;
+      if (m->kind == LP_MSG_START) {
+        if (!m->body.len) return 0;
+        lua_pushstring(L, m->body.data);
+        return 1;
+      }
+    }
+    if (lp_now_ns() >= deadline || lua_gethook(L)) return 0;
+    lp_pool_check_loads(p);
+    *tail = lp_pool_take(p, HOOK_CHECK_MS);
+  }
+}
 
 /* Waits up to timeout_ms (negative: for ever) for a batch. A hook set
 ** meanwhile is the interpreter's Ctrl-C (lua.c, luajit.c): looks for one
@@ -571,7 +593,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
-    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd}, {"arm", pool_arm},
+    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd}, {"arm", pool_arm}, {"loaded", pool_loaded},
     {"destroy", pool_destroy}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
   pin_module();

@@ -540,7 +540,8 @@ static int check_load(lp_pool *p, lp_worker *w, uint64_t now, char *why, size_t 
   uint64_t since = atomic_load(&w->loading_since);
   if (!since) return 0;
   if (!w->load_giveup) {
-    if ((double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
+    /* since may be later than now, read before the loop: no wrap-around */
+    if (since >= now || (double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
     snprintf(why, n, "Task file \"%s\" did not finish loading within %g ms (loadTimeout)",
              p->cfg.filename ? p->cfg.filename : "(handler)", p->cfg.load_timeout_ms);
     w->load_giveup = now + (uint64_t)(p->cfg.terminate_ms < LP_FOREVER_MS

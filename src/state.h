@@ -54,6 +54,7 @@ typedef struct lp_state {
   lp_encoder enc;
   int default_ref;              /* the default handler, once resolved */
   lua_Number exit_code;         /* after os.exit (intr.exiting), as given */
+  char load_error[512];         /* the task file's load_error when it opened, or "" */
 } lp_state;
 
 /* Opens s->L and loads the default task file ahead of the first task; 0, or
