@@ -4,6 +4,7 @@
 #                   TSan, the rock, valgrind, the soak, luacheck
 #   make example    the parallel speed-up example
 #   make bench      benchmarks against Tinypool, Piscina and luv
+#   make rock       build/rock/luapool-<version>.src.rock, from git archive of HEAD
 
 BUSTED   ?= /usr/bin/busted
 LUAJIT   ?= luajit
@@ -36,14 +37,14 @@ lua_lua53   := lua5.3
 lua_lua54   := lua5.4
 
 .PHONY: all build test $(LUAS:%=test-%) test-asan test-tsan test-rock test-valgrind test-luacheck \
-	soak test-soak-asan test-soak-tsan example clean
+	soak test-soak-asan test-soak-tsan example clean rock
 
 all: build
 build: build-luajit
 
 build/luajit/luapool/core.so: build-luajit
 build-%: FORCE
-	@$(CMAKE) -S . -B build/$* -DLUAPOOL_LUA=$(pc_$*) -DLUAPOOL_SANITIZE=$(san_$*) \
+	@$(CMAKE) -S . -B build/$* -DLUAPOOL_WERROR=ON -DLUAPOOL_LUA=$(pc_$*) -DLUAPOOL_SANITIZE=$(san_$*) \
 	  -DCMAKE_BUILD_TYPE=$(or $(type_$*),Release) >/dev/null
 	@$(CMAKE) --build build/$* -j $(JOBS) >/dev/null
 FORCE:
@@ -107,5 +108,20 @@ example: build-luajit
 
 clean:
 	rm -rf build
+
+# The release rock: the rockspec beside `git archive` of ROCK_REF (HEAD; the
+# rock suite passes a snapshot of the work tree), zipped as `luarocks pack`
+# zips them (pack itself would fetch the archive from the rockspec's URL).
+# `luarocks install build/rock/luapool-<version>.src.rock` needs no network.
+ROCKSPEC     := $(firstword $(wildcard luapool-*-*.rockspec))
+ROCK_VERSION := $(patsubst luapool-%.rockspec,%,$(ROCKSPEC))
+ROCK_SOURCE  := luapool-$(firstword $(subst -, ,$(ROCK_VERSION)))
+ROCK_REF     ?= HEAD
+rock:
+	@rm -rf build/rock && mkdir -p build/rock
+	git archive --format=tar.gz --prefix=$(ROCK_SOURCE)/ -o build/rock/$(ROCK_SOURCE).tar.gz $(ROCK_REF)
+	cp $(ROCKSPEC) build/rock/
+	cd build/rock && zip -q luapool-$(ROCK_VERSION).src.rock $(ROCKSPEC) $(ROCK_SOURCE).tar.gz
+	@echo "build/rock/luapool-$(ROCK_VERSION).src.rock"
 
 -include bench/Makefile.inc

@@ -45,9 +45,16 @@ local BENCHES = {
     full = { workers = 8, sleep_ms = 100 }, quick = { workers = 8, sleep_ms = 100 } },
   { name = "startup", metrics = { { "first_result_ms", "ms", "lower" } },
     full = {}, quick = {}, outer = "first_result_ms" },
+  -- the luapool command against a single-threaded loop and GNU parallel (cli_bench.lua)
+  { name = "cli", metrics = {
+      { "identity_lines_per_s", "lines/s", "higher" }, { "cpu_lines_per_s", "lines/s", "higher" } },
+    full = { lines = 1000000 }, quick = { lines = 200000 },
+    pools = { luapool = true, inline = true, parallel = true } },
 }
-local POOLS = { "luapool", "tinypool", "piscina", "luv" }
-local PEERS = { "tinypool", "piscina", "luv" }
+local POOLS = { "luapool", "tinypool", "piscina", "luv", "inline", "parallel" }
+local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel" }
+-- the sides of a bench that names none
+local DEFAULT_SIDES = { luapool = true, tinypool = true, piscina = true, luv = true }
 
 -- Options -----------------------------------------------------------------------------
 local quick, reps, only, pools_only, verbose = false, nil, nil, nil, false
@@ -90,6 +97,9 @@ do
   local ok, err = pcall(require, "luapool")
   if not ok then skip.luapool = "require 'luapool' failed: " .. tostring(err):match "[^\n]*" end
   if not pcall(require, "luv") then skip.luv = "require 'luv' failed (apt-get install lua-luv)" end
+  if os.execute "command -v parallel >/dev/null 2>&1" ~= 0 then
+    skip.parallel = "GNU parallel not found (apt-get install parallel)"
+  end
   if os.execute "node --version >/dev/null 2>&1" ~= 0 then
     skip.tinypool = "node not found"; skip.piscina = "node not found"
   else
@@ -106,7 +116,10 @@ local function side_cmd(pool, bench, args)
   for k, v in pairs(args) do kv[#kv + 1] = k .. "=" .. v end
   table.sort(kv)
   local tail = bench .. " " .. table.concat(kv, " ")
-  if pool == "luapool" then
+  if bench == "cli" then
+    return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/cli_bench.lua") .. " " .. tail
+      .. " side=" .. pool
+  elseif pool == "luapool" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. tail
   elseif pool == "luv" then
     local threads = bench == "memory" and args.workers or 2
@@ -181,12 +194,16 @@ for _, b in ipairs(BENCHES) do
     samples[b.name], na[b.name] = {}, {}
     for _, m in ipairs(b.metrics) do samples[b.name][m[1]], na[b.name][m[1]] = {}, {} end
     local bs = now_ms()
+    local sides = {}
+    for _, p in ipairs(pools) do
+      if (b.pools or DEFAULT_SIDES)[p] then sides[#sides + 1] = p end
+    end
     if b.outer then -- a fresh process is the workload: one untimed run per side first
-      for _, p in ipairs(pools) do run_once(p, b.name, args) end
+      for _, p in ipairs(sides) do run_once(p, b.name, args) end
     end
     local n = reps * (b.repsx or 1)
     for _ = 1, n do
-      for _, p in ipairs(pools) do -- interleaved, so drift on the machine hits every side
+      for _, p in ipairs(sides) do -- interleaved, so drift on the machine hits every side
         local got, first_ms = run_once(p, b.name, args)
         for _, m in ipairs(b.metrics) do
           local v = got[m[1]]
@@ -253,8 +270,9 @@ local function compare(row, peer)
   return string.format("%.2fx", r)
 end
 
-local header = { "bench", "metric", "unit", "better", "luapool", "tinypool", "piscina", "luv",
-                 "vs tinypool", "vs piscina", "vs luv" }
+local header = { "bench", "metric", "unit", "better" }
+for _, p in ipairs(POOLS) do header[#header + 1] = p end
+for _, p in ipairs(PEERS) do header[#header + 1] = "vs " .. p end
 local lines = { header }
 for _, row in ipairs(rows) do
   local l = { row.bench, row.metric, row.unit, row.better }

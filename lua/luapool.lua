@@ -39,6 +39,30 @@ end
 function luapool.isError(v)
   return getmetatable(v) == Error
 end
+luapool._error = new_error  -- for luapool.imap
+
+-- A bad argument to a function of the API: `fname: what was wrong`.
+local function bad_argument(fname, what)
+  error(new_error("invalid_argument", fname .. ": " .. what), 3)
+end
+
+local function describe_value(v)
+  return type(v) == "string" and ("%q"):format(v) or tostring(v)
+end
+
+-- nil, or a duration in ms: non-negative, math.huge for no limit (NaN fails).
+local function check_duration(fname, ms)
+  if ms ~= nil and not (type(ms) == "number" and ms >= 0) then
+    bad_argument(fname, "timeout must be a non-negative number of milliseconds " ..
+                 "(math.huge: no limit), not " .. describe_value(ms))
+  end
+end
+
+local function check_function(fname, fn)
+  if type(fn) ~= "function" then
+    bad_argument(fname, "expects a function, not " .. describe_value(fn))
+  end
+end
 
 ---------------------------------------------------------------------------
 -- Options
@@ -49,71 +73,96 @@ local cpus = core.cpus()
 -- like Node's os.availableParallelism()).
 function luapool.cpus() return cpus end
 
-local function is_int(v, min)
-  return type(v) == "number" and v == math.floor(v) and v >= min
+-- Every option: its kind and, for numbers, its range. One place checks them
+-- all, and a message names the option and what it takes.
+local MAX_THREADS = 4096
+local DEFAULT_LOAD_MS = 60000  -- a task file's top level, at most (loadTimeout)
+local MAX_BYTES = 2 ^ 53      -- integers past this are not exact as numbers
+local MIN_HEAP = 256 * 1024   -- a fresh worker state holds 22-37 KiB; room to run tasks
+local option_rules = {
+  filename = { kind = "string" },
+  handler = { kind = "function" },
+  name = { kind = "string" },
+  teardown = { kind = "string" },
+  minThreads = { kind = "integer", min = 0, max = MAX_THREADS },
+  maxThreads = { kind = "integer", min = 1, max = MAX_THREADS },
+  idleTimeout = { kind = "duration" },
+  terminateTimeout = { kind = "duration" },
+  loadTimeout = { kind = "duration" },
+  maxQueue = { kind = "integer", min = 0, max = MAX_BYTES, huge = true, auto = true },
+  isolateWorkers = { kind = "boolean" },
+  maxMemoryLimitBeforeRecycle = { kind = "integer", min = 1, max = MAX_BYTES, unit = "bytes" },
+  resourceLimits = { kind = "table", fields = {
+    maxHeapBytes = { kind = "integer", min = MIN_HEAP, max = MAX_BYTES, unit = "bytes" },
+  } },
+  runtime = { kind = "enum", values = { threads = "threads", process = "process",
+                                        worker_threads = "threads", child_process = "process" } },
+  env = { kind = "table" },
+  workerData = { kind = "any" },
+}
+
+-- What a rule takes, in words, for the message.
+local function describe_rule(r)
+  if r.kind == "integer" then
+    local s = ("an integer from %d to %.0f"):format(r.min, r.max)
+    if r.unit then s = s .. " " .. r.unit end
+    if r.huge then s = s .. ", or math.huge" end
+    if r.auto then s = s .. ', or "auto"' end
+    return s
+  elseif r.kind == "duration" then
+    return "a non-negative number of milliseconds (math.huge: no limit)"
+  elseif r.kind == "enum" then
+    local names = {}
+    for k in pairs(r.values) do names[#names + 1] = ("%q"):format(k) end
+    table.sort(names)
+    return "one of " .. table.concat(names, ", ")
+  end
+  return "a " .. r.kind
+end
+
+local function valid(r, v)
+  local k = r.kind
+  if k == "any" then return true end
+  if k == "integer" then
+    if (r.auto and v == "auto") or (r.huge and v == math.huge) then return true end
+    return type(v) == "number" and v == math.floor(v) and v >= r.min and v <= r.max
+  end
+  if k == "duration" then return type(v) == "number" and v >= 0 end  -- NaN fails
+  if k == "enum" then return r.values[v] ~= nil end
+  return type(v) == k
+end
+
+local function check_fields(o, rules, prefix)
+  for k, v in pairs(o) do
+    local r = rules[k]
+    if not r then raise("invalid_option", "unknown option '" .. prefix .. tostring(k) .. "'") end
+    if not valid(r, v) then
+      raise("invalid_option", ("options.%s%s must be %s, not %s"):format(prefix, k,
+            describe_rule(r), type(v) == "string" and ("%q"):format(v) or tostring(v)))
+    end
+    if r.fields then check_fields(v, r.fields, prefix .. k .. ".") end
+  end
 end
 
 local function check_options(o)
   if o == nil then o = {} end
   if type(o) ~= "table" then raise("invalid_option", "options must be a table") end
-  local known = {
-    filename = true, handler = true, name = true, minThreads = true,
-    maxThreads = true, idleTimeout = true, maxQueue = true, isolateWorkers = true,
-    terminateTimeout = true, maxMemoryLimitBeforeRecycle = true,
-    resourceLimits = true, runtime = true, env = true, workerData = true,
-    teardown = true,
-  }
-  for k in pairs(o) do
-    if not known[k] then raise("invalid_option", "unknown option '" .. tostring(k) .. "'") end
-  end
-  local function bad(name, what)
-    raise("invalid_option", "options." .. name .. " must be " .. what)
-  end
-  if o.filename ~= nil and type(o.filename) ~= "string" then bad("filename", "a string or nil") end
-  if o.handler ~= nil and type(o.handler) ~= "function" then bad("handler", "a function or nil") end
-  if o.name ~= nil and type(o.name) ~= "string" then bad("name", "a string or nil") end
-  if o.minThreads ~= nil and not is_int(o.minThreads, 0) then
-    bad("minThreads", "a non-negative integer")
-  end
-  if o.maxThreads ~= nil and not is_int(o.maxThreads, 1) then
-    bad("maxThreads", "a positive integer")
-  end
-  if o.idleTimeout ~= nil and not (type(o.idleTimeout) == "number" and o.idleTimeout >= 0) then
-    bad("idleTimeout", "a non-negative number of milliseconds")
-  end
-  if o.maxQueue ~= nil and o.maxQueue ~= "auto" and
-     not (is_int(o.maxQueue, 0) or o.maxQueue == math.huge) then
-    bad("maxQueue", 'a non-negative integer or "auto"')
-  end
-  if o.isolateWorkers ~= nil and type(o.isolateWorkers) ~= "boolean" then
-    bad("isolateWorkers", "a boolean")
-  end
-  if o.runtime ~= nil and o.runtime ~= "threads" and o.runtime ~= "process" then
-    bad("runtime", '"threads" or "process"')
-  end
-  if o.terminateTimeout ~= nil and
-     not (type(o.terminateTimeout) == "number" and o.terminateTimeout >= 0) then
-    bad("terminateTimeout", "a non-negative number of milliseconds")
-  end
-  if o.maxMemoryLimitBeforeRecycle ~= nil and not is_int(o.maxMemoryLimitBeforeRecycle, 1) then
-    bad("maxMemoryLimitBeforeRecycle", "a positive number of bytes")
-  end
-  if o.resourceLimits ~= nil then
-    if type(o.resourceLimits) ~= "table" then bad("resourceLimits", "a table") end
-    for k, v in pairs(o.resourceLimits) do
-      if k ~= "maxHeapBytes" then
-        raise("invalid_option", "unknown option 'resourceLimits." .. tostring(k) .. "'")
-      end
-      if not is_int(v, 1) then bad("resourceLimits.maxHeapBytes", "a positive number of bytes") end
-    end
-  end
-  if o.teardown ~= nil and type(o.teardown) ~= "string" then bad("teardown", "a string") end
-  -- The process runtime is not built yet: say so rather than run threads.
-  if o.runtime == "process" then
-    raise("invalid_option", 'options.runtime = "process" is not supported yet')
-  end
+  check_fields(o, option_rules, "")
   if o.env ~= nil then
-    raise("invalid_option", "options.env applies to the process runtime, not supported yet")
+    if option_rules.runtime.values[o.runtime] ~= "process" then
+      raise("invalid_option", 'options.env applies to runtime = "process" only: thread ' ..
+            "workers share the host's environment")
+    end
+    for k, v in pairs(o.env) do
+      if type(k) ~= "string" or k == "" or k:find("[=%z]") then
+        raise("invalid_option", "options.env must be a table of names to string values " ..
+              "(a name without '=')")
+      end
+      if type(v) ~= "string" and type(v) ~= "number" or tostring(v):find("%z") then
+        raise("invalid_option", "options.env must be a table of names to string values " ..
+              "(env." .. k .. ")")
+      end
+    end
   end
 
   -- Tinypool's rules: defaults from the core count; giving only one of
@@ -122,8 +171,9 @@ local function check_options(o)
   for k, v in pairs(o) do r[k] = v end
   r.name = o.name or "default"
   r.idleTimeout = o.idleTimeout or 0
+  r.loadTimeout = o.loadTimeout or DEFAULT_LOAD_MS
   r.isolateWorkers = o.isolateWorkers or false
-  r.runtime = o.runtime or "threads"
+  r.runtime = option_rules.runtime.values[o.runtime or "threads"]
   r.minThreads = o.minThreads or math.max(1, math.floor(cpus / 2))
   r.maxThreads = o.maxThreads or cpus
   if o.minThreads ~= nil and o.maxThreads ~= nil then
@@ -160,16 +210,15 @@ function Task:status()
   if not self._state then
     local s = self._pool._core and self._pool._core:status(self._p)
     if s ~= "done" then return s end
-    self._pool:poll()
+    -- settle what the core has finished; callbacks wait for poll, wait, get, map
+    self._pool._core:poll(0, self._pool._settle)
     return self._state or "running"
   end
   return self._state
 end
 
 function Task:wait(timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("task:wait: timeout must be a number of milliseconds", 2)
-  end
+  check_duration("task:wait", timeout)
   return self._pool:_await(self, timeout)
 end
 
@@ -187,7 +236,7 @@ end
 -- Callbacks wait in the task (one needs no list) until it settles; then the
 -- pool's queue of due tasks runs them, inside poll, wait, get or map.
 function Task:onDone(fn)
-  if type(fn) ~= "function" then error("task:onDone: expects a function", 2) end
+  check_function("task:onDone", fn)
   local cb = self._cb
   if not cb then self._cb = fn
   elseif type(cb) == "table" then cb[#cb + 1] = fn
@@ -255,11 +304,24 @@ local fields = {}
 local events = { message = true, drain = true, error = true,
                  workerCreate = true, workerDestroy = true }
 
+-- Events wait in the pool's queue of due callbacks, in the order they
+-- happened, beside settled tasks; run_due fires them.
+local Event = {}
+Event.__index = Event
+
 local function emit(self, name, ...)
-  local list = self._handlers[name]
-  if list then
-    for i = 1, #list do list[i](...) end
-  end
+  if not self._handlers[name] then return end
+  local t = self._dtail + 1
+  self._dtail = t
+  self._dueq[t] = setmetatable({ name = name, n = select("#", ...), ... }, Event)
+end
+
+-- The next handler of an event, or nil when all have run.
+function Event:_next_callback(self_pool)
+  local list = self_pool._handlers[self.name]
+  local i = (self.i or 0) + 1
+  self.i = i
+  return list and list[i]
 end
 
 -- Timeouts that passed abort their tasks; workers that were interrupted and
@@ -294,8 +356,9 @@ local function run_timers(self)
       if self._stopping[p] then
         self._stopping[p] = nil
         self._nstopping = self._nstopping - 1
-        local id = self._core:abandon(p)
-        if id then
+        local id, killed = self._core:abandon(p)
+        -- a process is killed: its worker leaves as any ended one does
+        if id and not killed then
           local ms = self._opts.terminateTimeout or DEFAULT_TERMINATE_MS
           self._exits = self._exits + 1
           self._core:maintain()
@@ -318,37 +381,43 @@ local function next_timer(self)
   return first and math.max(0, first - now())
 end
 
--- Runs the callbacks of settled tasks, one at a time from a queue kept on
--- the pool: if one raises, the error goes to the caller and the rest stay
--- queued for the next poll. Returns how many tasks it finished.
-local function run_due(self)
-  local q, n = self._dueq, 0
+-- Runs the callbacks of settled tasks and the handlers of events, one at a
+-- time from a queue kept on the pool: if one raises, the error goes to the
+-- caller and the rest stay queued for the next poll. Never nested: a
+-- callback that waits (get, wait, map) settles tasks, and their callbacks
+-- run after it returns.
+local function run_queue(self)
+  local q = self._dueq
   while self._dhead <= self._dtail do
     local i = self._dhead
-    local task = q[i]
-    local fn = task:_next_callback()
-    if fn then
-      task:_call(fn)
+    local item = q[i]
+    if getmetatable(item) == Event then
+      local fn = item:_next_callback(self)
+      if fn then fn(unpack(item, 1, item.n)) else q[i] = nil; self._dhead = i + 1 end
     else
-      q[i] = nil
-      self._dhead = i + 1
-      n = n + 1
+      local fn = item:_next_callback()
+      if fn then item:_call(fn) else q[i] = nil; self._dhead = i + 1 end
     end
   end
   self._dhead, self._dtail = 1, 0
-  return n
 end
 
--- After settling: timers, due callbacks, then "drain" if nothing is left.
+local function run_due(self)
+  if self._in_callback then return end
+  self._in_callback = true
+  local ok, err = pcall(run_queue, self)
+  self._in_callback = false
+  if not ok then error(err, 0) end
+end
+
+-- After settling: timers, "drain" if nothing is left, then what is due.
 local function after_poll(self)
   if self._ntimed + self._nstopping > 0 and self._core then run_timers(self) end
-  local n = 0
-  if self._dhead <= self._dtail then n = run_due(self) end
   if self._npending == 0 and not self._drained then
     self._drained = true
     emit(self, "drain")
   end
-  return n
+  if self._dhead <= self._dtail then run_due(self) end
 end
 
 -- A task leaves the pool's books: its timer and its signal forget it.
@@ -356,6 +425,7 @@ local function forget(self, task)
   self._pending[task._p] = nil
   self._npending = self._npending - 1
   self._completed = self._completed + 1
+  self._settled = self._settled + 1
   task._p = nil
   if task._deadline then
     self._timed[task] = nil
@@ -408,6 +478,9 @@ function luapool.new(options)
     teardown = opts.teardown,
     maxHeapBytes = opts.resourceLimits and opts.resourceLimits.maxHeapBytes,
     maxMemoryLimitBeforeRecycle = opts.maxMemoryLimitBeforeRecycle,
+    terminateTimeout = opts.terminateTimeout,  -- for __gc
+    loadTimeout = opts.loadTimeout,
+    runtime = opts.runtime, env = opts.env,
   }
   if opts.filename then  -- a missing file or a syntax error fails here
     local f, err = loadfile(opts.filename)
@@ -420,7 +493,8 @@ function luapool.new(options)
   if not c then raise(code, msg) end
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0,
-    _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks whose callbacks are due
+    _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due
+    _settled = 0,                    -- tasks settled by the core or an abort, for poll's count
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
@@ -519,6 +593,9 @@ function methods.run(self, value, opts)
 end
 
 function methods.runAll(self, value, opts)
+  if self._closed then
+    raise("destroyed", self._destroyed and "The pool is destroyed" or "The pool is closed")
+  end
   local list = {}
   for _, t in ipairs(self._core and self._core:threads() or {}) do
     list[#list + 1] = submit(self, value, opts, t.id)
@@ -561,19 +638,19 @@ end
 -- timeout (ms, an addition to the contract): wait that long at most for
 -- something to settle; without it poll never blocks.
 function methods.poll(self, timeout)
-  if self._destroyed then return after_poll(self) end
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("pool:poll: timeout must be a number of milliseconds", 2)
+  check_duration("pool:poll", timeout)
+  local before = self._settled
+  after_poll(self)
+  if self._core then  -- else destroyed, maybe by a callback
+    timeout = timeout or 0
+    if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
+      local timer = next_timer(self)
+      if timer and timer < timeout then timeout = timer end
+    end
+    self._core:poll(timeout, self._settle)
+    after_poll(self)
   end
-  local n = after_poll(self)
-  if not self._core then return n end  -- a callback destroyed the pool
-  timeout = timeout or 0
-  if timeout ~= 0 and self._ntimed + self._nstopping > 0 then  -- wake for timers
-    local timer = next_timer(self)
-    if timer and (timeout < 0 or timer < timeout) then timeout = timer end
-  end
-  n = n + self._core:poll(timeout, self._settle)
-  return n + after_poll(self)
+  return self._settled - before
 end
 
 -- Blocks in the core until results come, settling them, until done() or
@@ -607,21 +684,25 @@ function methods._await(self, task, timeout)
 end
 
 function methods.wait(self, timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("pool:wait: timeout must be a number of milliseconds", 2)
-  end
+  check_duration("pool:wait", timeout)
   return block_until(self, function() return self._npending == 0 end, timeout)
 end
 
 function methods.map(self, list, opts)
-  if type(list) ~= "table" then error("pool:map: expects a list", 2) end
+  if type(list) ~= "table" then bad_argument("pool:map", "expects a list, not " .. describe_value(list)) end
   local tasks, n = {}, #list
+  -- raises the error of element i, with its index, cancelling the others
+  local function fail(e, i)
+    for j = 1, n do if tasks[j] then tasks[j]:cancel() end end
+    if luapool.isError(e) then e.index = i end
+    error(e, 3)
+  end
   for i = 1, n do
     while true do  -- with a bounded queue, wait for room instead of failing
       local ok, t = pcall(submit, self, list[i], opts)
       if ok then tasks[i] = t break end
       if not (luapool.isError(t) and t.code == "queue_full") or self._npending == 0 then
-        error(t, 2)
+        fail(t, i)
       end
       local before = self._completed
       block_until(self, function() return self._completed > before end)
@@ -631,15 +712,23 @@ function methods.map(self, list, opts)
   for i = 1, n do
     local t = tasks[i]
     if not t._state then self:_await(t) end
-    if t._state == "rejected" then error(t._err, 2) end
+    if t._state == "rejected" then fail(t._err, i) end
     out[i] = (t:_values())
   end
   return out
 end
 
+-- A streaming map, in lua/luapool/imap.lua.
+function methods.imap(self, src, opts)
+  return require("luapool.imap").imap(self, src, opts)
+end
+
 function methods.on(self, event, fn)
-  if not events[event] then error("pool:on: unknown event '" .. tostring(event) .. "'", 2) end
-  if type(fn) ~= "function" then error("pool:on: expects a function", 2) end
+  if not events[event] then
+    bad_argument("pool:on", "unknown event " .. describe_value(event) .. " (events: drain, " ..
+                 "error, message, workerCreate, workerDestroy)")
+  end
+  check_function("pool:on", fn)
   local list = self._handlers[event]
   if not list then list = {}; self._handlers[event] = list end
   list[#list + 1] = fn
@@ -658,27 +747,30 @@ function methods.cancelPendingTasks(self)
 end
 
 -- Replaces every worker with a fresh one: idle ones at once, busy ones
--- once their task is done. Returns when all of them are replaced.
+-- once their task is done. Waits until all are replaced, or `timeout` ms
+-- passed (true, or false: the busy ones are still replaced when their task
+-- ends).
+local recycle_rules = {
+  runtime = option_rules.runtime,
+  timeout = { kind = "duration" },
+}
+
 function methods.recycleWorkers(self, opts)
+  local runtime
   if opts ~= nil then
     if type(opts) ~= "table" then raise("invalid_option", "recycleWorkers options must be a table") end
-    for k, v in pairs(opts) do
-      if k ~= "runtime" then
-        raise("invalid_option", "unknown recycleWorkers option '" .. tostring(k) .. "'")
-      end
-      if v == "process" then
-        raise("invalid_option", 'runtime = "process" is not supported yet')
-      elseif v ~= "threads" then
-        raise("invalid_option", 'options.runtime must be "threads" or "process"')
-      end
-    end
+    check_fields(opts, recycle_rules, "")
+    runtime = option_rules.runtime.values[opts.runtime]
   end
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
-  local target = self._exits + self._core:retire()
-  block_until(self, function() return self._exits >= target end)
+  if runtime then self._opts.runtime = runtime end
+  local target = self._exits + self._core:retire(runtime)
+  local done = block_until(self, function() return self._exits >= target end,
+                           opts and opts.timeout)
   if self._core then self._core:maintain() end
+  return done
 end
 
 function methods.close(self)
@@ -723,6 +815,9 @@ end
 
 function fields.queueSize(self) return self._core and self._core:queueSize() or 0 end
 function fields.completed(self) return self._completed end
+-- The real-time signal that interrupts this pool's workers (the first one
+-- from SIGRTMIN+5 up that the host leaves alone).
+function fields.interruptSignal(self) return self._core and self._core:signal() end
 function fields.duration(self) return now() - self._created end
 function fields.threads(self) return self._core and self._core:threads() or {} end
 function fields.options(self)
@@ -756,5 +851,22 @@ function fields.needsDrain(self)
   end
   return true
 end
+
+-- A dot for a colon (pool.run(x)) gets an error that says so, not "attempt
+-- to index a nil value".
+local function guard_methods(mt, kind, list)
+  for name, f in pairs(list) do
+    if type(f) == "function" and name:sub(1, 1) ~= "_" then
+      list[name] = function(self, ...)
+        if getmetatable(self) ~= mt then
+          bad_argument(kind .. "." .. name, ("call it with a colon: %s:%s(...)"):format(kind, name))
+        end
+        return f(self, ...)
+      end
+    end
+  end
+end
+guard_methods(Pool, "pool", methods)
+guard_methods(Task, "task", Task)
 
 return luapool

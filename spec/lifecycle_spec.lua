@@ -73,7 +73,7 @@ describe("recycleWorkers", function()
     assert.equal(1, (queued:get()))  -- on the new worker's fresh state
   end)
 
-  it("runs teardown on each recycled state and refuses the process runtime for now", function()
+  it("runs teardown on each recycled state and refuses an unknown runtime", function()
     local log = tmpname()
     local pool = new { filename = STATE, teardown = "teardown", minThreads = 2, maxThreads = 2,
                        workerData = log }
@@ -82,7 +82,7 @@ describe("recycleWorkers", function()
     local ids = lines(log)
     table.sort(ids)
     assert.same({ "1", "2" }, ids)
-    local ok, err = pcall(pool.recycleWorkers, pool, { runtime = "process" })
+    local ok, err = pcall(pool.recycleWorkers, pool, { runtime = "fibers" })
     assert.is_false(ok)
     assert.equal("invalid_option", err.code)
   end)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "codec.h"
+#include "wire.h"
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
@@ -75,13 +76,7 @@ static int put_byte(lp_encoder *e, int c) {
 }
 
 static int put_varint(lp_encoder *e, uint64_t v) {
-  char *p;
-  if (lp_buf_reserve(e->out, 10)) return oom(e);
-  p = e->out->data + e->out->len;
-  while (v >= 0x80) { *p++ = (char)(v | 0x80); v >>= 7; }
-  *p++ = (char)v;
-  e->out->len = (size_t)(p - e->out->data);
-  return 0;
+  return lp_varint_append(e->out, v) ? oom(e) : 0;
 }
 
 static int put_tagged_bytes(lp_encoder *e, int tag, const void *s, size_t n) {
@@ -407,21 +402,15 @@ typedef struct lp_decoder {
   int base;  /* stack top before decoding */
   int depth;
   int refs;  /* stack index of the table of shared values, 0 until needed */
+  int flags;
 } lp_decoder;
 
 static void bad(lp_decoder *d) { luaL_error(d->L, "luapool: corrupt value buffer"); }
 
 static uint64_t get_varint(lp_decoder *d) {
-  uint64_t v = 0;
-  int shift = 0;
-  for (;;) {
-    unsigned c;
-    if (d->p >= d->end || shift > 63) bad(d);
-    c = *d->p++;
-    v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return v;
-    shift += 7;
-  }
+  uint64_t v;
+  if (lp_varint_get(&d->p, d->end, &v)) bad(d);
+  return v;
 }
 
 static void get_value(lp_decoder *d);
@@ -521,6 +510,8 @@ static void get_on_new_stack(lp_decoder *d, int tag) {
 }
 
 static void get_nested(lp_decoder *d, int tag) {
+  if (d->depth >= LP_CODEC_MAXDEPTH) bad(d);  /* no encoder writes deeper */
+  if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC)) bad(d);
   if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
   else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
   else get_function(d, tag == T_FUNC_SHARED);
@@ -575,7 +566,7 @@ static void get_value(lp_decoder *d) {
   }
 }
 
-static int decode(lua_State *L, const char *data, size_t len, int into_table) {
+static int decode(lua_State *L, const char *data, size_t len, int into_table, int flags) {
   lp_decoder d;
   int n = 0;
   if (into_table) lua_newtable(L);
@@ -585,6 +576,7 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table) {
   d.nextref = 0;
   d.refs = 0;
   d.depth = 0;
+  d.flags = flags;
   d.base = lua_gettop(L);
   while (d.p < d.end) {
     luaL_checkstack(L, 4, "luapool: too many values");
@@ -602,17 +594,18 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table) {
 #define GC_PAUSE_BYTES 65536
 
 #ifdef LUA_GCISRUNNING  /* not in PUC 5.1, which then decodes as usual */
-typedef struct big_decode { const char *data; size_t len; int into_table, n; } big_decode;
+typedef struct big_decode { const char *data; size_t len; int into_table, flags, n; } big_decode;
 
 static int decode_protected(lua_State *L) {
   big_decode *b = (big_decode *)lua_touserdata(L, 1);
   lua_pop(L, 1);
-  b->n = decode(L, b->data, b->len, b->into_table);
+  b->n = decode(L, b->data, b->len, b->into_table, b->flags);
   return b->into_table ? 1 : b->n;
 }
 #endif
 
-static int decode_paused(lua_State *L, const char *data, size_t len, int into_table) {
+static int decode_paused(lua_State *L, const char *data, size_t len, int into_table,
+                         int flags) {
 #ifdef LUA_GCISRUNNING
   if (len >= GC_PAUSE_BYTES && lua_gc(L, LUA_GCISRUNNING, 0)) {
     big_decode b;
@@ -620,6 +613,7 @@ static int decode_paused(lua_State *L, const char *data, size_t len, int into_ta
     b.data = data;
     b.len = len;
     b.into_table = into_table;
+    b.flags = flags;
     b.n = 0;
     lua_gc(L, LUA_GCSTOP, 0);
     lua_pushcfunction(L, decode_protected);
@@ -630,13 +624,34 @@ static int decode_paused(lua_State *L, const char *data, size_t len, int into_ta
     return b.n;
   }
 #endif
-  return decode(L, data, len, into_table);
+  return decode(L, data, len, into_table, flags);
 }
 
 int lp_decode(lua_State *L, const char *data, size_t len) {
-  return decode_paused(L, data, len, 0);
+  return decode_paused(L, data, len, 0, 0);
 }
 
 int lp_decode_table(lua_State *L, const char *data, size_t len) {
-  return decode_paused(L, data, len, 1);
+  return decode_paused(L, data, len, 1, 0);
+}
+
+int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
+  return decode_paused(L, data, len, 0, flags);
+}
+
+/* ---- values written without a Lua state ------------------------------- */
+
+int lp_encode_strings(lp_buf *out, const char *const *s, int n) {
+  size_t mark = out->len;
+  int i;
+  for (i = 0; i < n; i++) {
+    size_t len = s[i] ? strlen(s[i]) : 0;
+    char tag = s[i] ? T_STR : T_NIL;
+    if (lp_buf_put(out, &tag, 1) ||
+        (s[i] && (lp_varint_append(out, len) || lp_buf_put(out, s[i], len)))) {
+      out->len = mark;
+      return -1;
+    }
+  }
+  return 0;
 }

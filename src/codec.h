@@ -53,5 +53,12 @@ int lp_decode(lua_State *L, const char *data, size_t len);
 /* The same, but into one new table (values at 1..n) on the stack, so that
 ** any number of values needs but a few stack slots; returns n. */
 int lp_decode_table(lua_State *L, const char *data, size_t len);
+/* lp_decode, with LP_DECODE_NOFUNC: a function (bytecode) is refused as
+** malformed, for bytes that Lua's loader should not be trusted with. */
+#define LP_DECODE_NOFUNC 1
+int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
+
+/* Appends n strings (NULL: nil) as values, with no Lua state; 0 or -1. */
+int lp_encode_strings(lp_buf *out, const char *const *s, int n);
 
 #endif

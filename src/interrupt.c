@@ -6,79 +6,107 @@
 #include <time.h>
 #include "interrupt.h"
 
-#define INTERRUPT_SIGNAL (SIGRTMIN + 5)
-#define WORKER_KEY "luapool.worker"
+#define FIRST_SIGNAL (SIGRTMIN + 5)  /* glibc and common libraries use the lowest */
+#define INTR_KEY "luapool.intr"
 
-int lp_interrupt_pending(lp_worker *w) {
-  lp_task *t = atomic_load(&w->current);
-  return atomic_load(&w->pool->stop) || w->exiting ||
-         (t && atomic_load(&w->cancel) == t);
+int lp_interrupt_pending(lp_intr *i) {
+  unsigned id = atomic_load(&i->current);
+  return atomic_load(i->stop) || i->exiting || (id && atomic_load(i->cancel) == id);
 }
 
 void lp_interrupt_hook(lua_State *L, lua_Debug *ar) {
-  lp_worker *w;
+  lp_intr *i;
   (void)ar;
-  lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-  w = (lp_worker *)lua_touserdata(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, INTR_KEY);
+  i = (lp_intr *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (w && !lp_interrupt_pending(w)) {  /* a stale request: carry on */
+  if (i && !lp_interrupt_pending(i)) {  /* a stale request: carry on */
     lua_sethook(L, NULL, 0, 0);
-    if (!lp_interrupt_pending(w)) return;  /* unless a real one came meanwhile */
+    if (!lp_interrupt_pending(i)) return;  /* unless a real one came meanwhile */
   }
-  if (w && w->exiting) luaL_error(L, "luapool: worker exited");
+  if (i && i->exiting) luaL_error(L, "luapool: worker exited");
   luaL_error(L, "luapool: task interrupted");
 }
 
-static void on_signal(int sig, siginfo_t *si, void *uc) {
-  lp_worker *w;
-  lua_State *L;
-  (void)sig;
-  (void)uc;
-  if (si->si_code != SI_QUEUE || !(w = (lp_worker *)si->si_value.sival_ptr)) return;
-  L = atomic_load(&w->running);
+void lp_interrupt_signalled(lp_intr *i) {
+  lua_State *L = atomic_load(&i->running);
   if (L) lua_sethook(L, lp_interrupt_hook, LP_HOOK_MASK, 1);
 }
 
+static void on_signal(int sig, siginfo_t *si, void *uc) {
+  lp_intr *i;
+  (void)sig;
+  (void)uc;
+  if (si->si_code != SI_QUEUE || !(i = (lp_intr *)si->si_value.sival_ptr)) return;
+  lp_interrupt_signalled(i);
+}
+
+static int is_ours(const struct sigaction *sa) {
+  return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_signal;
+}
+
+static int is_free(const struct sigaction *sa) {
+  return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == SIG_DFL;
+}
+
+/* The process's signal table is the only record: a signal that has our
+** handler is ours; else the first real-time signal nobody handles or
+** ignores becomes ours. A host's handler is never replaced. */
 int lp_interrupt_install(void) {
   struct sigaction old, sa;
-  if (sigaction(INTERRUPT_SIGNAL, NULL, &old)) return -1;
-  if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_signal) return 0;
+  int sig;
+  for (sig = FIRST_SIGNAL; sig <= SIGRTMAX; sig++)
+    if (sigaction(sig, NULL, &old) == 0 && is_ours(&old)) return sig;
+  for (sig = FIRST_SIGNAL; sig <= SIGRTMAX; sig++)
+    if (sigaction(sig, NULL, &old) == 0 && is_free(&old)) break;
+  if (sig > SIGRTMAX) return -1;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  return sigaction(INTERRUPT_SIGNAL, &sa, NULL);
+  return sigaction(sig, &sa, NULL) ? -1 : sig;
 }
 
-void lp_interrupt_thread_init(void) {
+int lp_interrupt_block_signals(int sig, sigset_t *old) {
+  static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
   sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, INTERRUPT_SIGNAL);
-  pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+  size_t i;
+  sigfillset(&s);
+  for (i = 0; i < sizeof faults / sizeof *faults; i++) sigdelset(&s, faults[i]);
+  sigdelset(&s, sig);
+  return pthread_sigmask(SIG_SETMASK, &s, old) ? -1 : 0;
 }
 
-int lp_interrupt_enter(lp_worker *w, lp_task *t) {
-  lua_State *L = w->L;
+int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id) {
   if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);  /* a request come too late */
-  lua_pushlightuserdata(L, w);
-  lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-  atomic_store(&w->current, t);
-  atomic_store(&w->running, L);
-  return !lp_interrupt_pending(w);  /* a request sent before `running` was set */
+  lua_pushlightuserdata(L, i);
+  lua_setfield(L, LUA_REGISTRYINDEX, INTR_KEY);
+  atomic_store(&i->current, id);
+  atomic_store(&i->running, L);
+  return !lp_interrupt_pending(i);  /* a request sent before `running` was set */
 }
 
-void lp_interrupt_leave(lp_worker *w) {
-  lp_task *t = atomic_load(&w->current);
-  atomic_store(&w->running, NULL);
-  atomic_compare_exchange_strong(&w->cancel, &t, NULL);
-  atomic_store(&w->current, NULL);
-  if (lua_gethook(w->L)) lua_sethook(w->L, NULL, 0, 0);
+void lp_interrupt_leave(lp_intr *i, lua_State *L) {
+  atomic_store(&i->running, NULL);
+  atomic_store(&i->current, 0);
+  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
 }
 
-void lp_interrupt(lp_worker *w) {
+int lp_interrupt_is_ours(int sig) {
+  struct sigaction sa;
+  return sigaction(sig, NULL, &sa) == 0 && is_ours(&sa);
+}
+
+void lp_interrupt_thread(pthread_t thread, lp_intr *i, int sig) {
   union sigval v;
-  v.sival_ptr = w;
-  pthread_sigqueue(w->thread, INTERRUPT_SIGNAL, v);  /* ESRCH: it ended */
+  v.sival_ptr = i;
+  pthread_sigqueue(thread, sig, v);  /* ESRCH: it ended */
+}
+
+uint64_t lp_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int lp_join_until(pthread_t thread, uint64_t deadline_ns) {
@@ -95,14 +123,14 @@ int lp_join_until(pthread_t thread, uint64_t deadline_ns) {
 /* ---- coroutines, for PUC Lua ------------------------------------------- */
 
 #if !defined(LUA_JITLIBNAME)  /* LuaJIT's hook is one for all coroutines */
-static lp_worker *upworker(lua_State *L) {
-  return (lp_worker *)lua_touserdata(L, lua_upvalueindex(1));
+static lp_intr *upintr(lua_State *L) {
+  return (lp_intr *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
 /* resume(co, ...), with upvalues worker and the original resume: while co
 ** runs it is the state that an interrupt hooks. */
 static int co_resume(lua_State *L) {
-  lp_worker *w = upworker(L);
+  lp_intr *w = upintr(L);
   lua_State *co = lua_tothread(L, 1), *prev = NULL;
   int n = lua_gettop(L), r;
   if (co && (prev = atomic_load(&w->running)) != NULL) {
@@ -147,7 +175,7 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
-void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w) {
+void lp_interrupt_wrap_coroutines(lua_State *L, lp_intr *w) {
   lua_pushlightuserdata(L, w);
   lua_getfield(L, -2, "resume");
   lua_pushcclosure(L, co_resume, 2);
@@ -157,7 +185,7 @@ void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w) {
   lua_setfield(L, -2, "wrap");
 }
 #else
-void lp_interrupt_wrap_coroutines(lua_State *L, lp_worker *w) {
+void lp_interrupt_wrap_coroutines(lua_State *L, lp_intr *w) {
   (void)L;
   (void)w;
 }

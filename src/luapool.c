@@ -7,10 +7,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "pool.h"
+#include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
 
-typedef struct pool_box { lp_pool *p; } pool_box;
+#define DEFAULT_TERMINATE_MS 1000
+
+/* terminate_ms: what __gc gives the workers to stop (terminateTimeout). */
+typedef struct pool_box { lp_pool *p; double terminate_ms; } pool_box;
 
 static lp_pool *check_pool(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
@@ -57,13 +61,68 @@ static int opt_value(lua_State *L, lp_encoder *e, lp_buf *b, const char *k) {
   return r;
 }
 
+/* The worker program: beside this module (dladdr tells where that is). */
+static char *worker_path(void) {
+  Dl_info info;
+  const char *slash;
+  char *path;
+  size_t n;
+  if (!dladdr((void *)worker_path, &info) || !info.dli_fname ||
+      !(slash = strrchr(info.dli_fname, '/')))
+    return NULL;
+  n = (size_t)(slash - info.dli_fname);
+  if (!(path = malloc(n + sizeof "/luapool-worker"))) return NULL;
+  memcpy(path, info.dli_fname, n);
+  memcpy(path + n, "/luapool-worker", sizeof "/luapool-worker");
+  if (access(path, X_OK) != 0) {
+    free(path);
+    return NULL;
+  }
+  return path;
+}
+
+/* cfg.env: a table of names to values, as a NULL-ended "name=value" list. */
+static int opt_env(lua_State *L, lp_config *c) {
+  size_t n = 0, i = 0;
+  lua_getfield(L, 1, "env");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+  if (!(c->env = calloc(n + 1, sizeof *c->env))) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);  /* checked in Lua */
+    size_t kn = strlen(k), vn = strlen(v);
+    if (!(c->env[i] = malloc(kn + vn + 2))) {
+      lua_pop(L, 3);
+      return -1;
+    }
+    memcpy(c->env[i], k, kn);
+    c->env[i][kn] = '=';
+    memcpy(c->env[i] + kn + 1, v, vn + 1);
+    i++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int runtime_of(const char *name) {
+  return name && strcmp(name, "process") == 0 ? LP_RT_PROCESS : LP_RT_THREADS;
+}
+
 /* core.new(cfg): cfg holds validated options and the package paths. */
 static int core_new(lua_State *L) {
   pool_box *b;
   lp_pool *p;
+  int r;
   luaL_checktype(L, 1, LUA_TTABLE);
   b = (pool_box *)lua_newuserdata(L, sizeof *b);
   b->p = NULL;
+  b->terminate_ms = opt_number(L, 1, "terminateTimeout", DEFAULT_TERMINATE_MS);
   luaL_getmetatable(L, POOL_MT);
   lua_setmetatable(L, -2);
   if (!(p = lp_pool_new())) return luaL_error(L, "luapool: out of memory");
@@ -80,6 +139,8 @@ static int core_new(lua_State *L) {
   p->cfg.isolate = (int)opt_number(L, 1, "isolate", 0);
   p->cfg.max_heap = (size_t)opt_number(L, 1, "maxHeapBytes", 0);
   p->cfg.recycle_heap = (size_t)opt_number(L, 1, "maxMemoryLimitBeforeRecycle", 0);
+  p->cfg.load_timeout_ms = opt_number(L, 1, "loadTimeout", LP_FOREVER_MS);
+  p->cfg.terminate_ms = b->terminate_ms;
   lua_getfield(L, 1, "bytecode");
   if (lua_type(L, -1) == LUA_TSTRING) {
     size_t n;
@@ -87,25 +148,32 @@ static int core_new(lua_State *L) {
     if (lp_buf_put(&p->cfg.bytecode, bc, n)) return luaL_error(L, "luapool: out of memory");
   }
   lua_pop(L, 1);
+  lua_getfield(L, 1, "runtime");
+  atomic_init(&p->cfg.runtime, runtime_of(lua_tostring(L, -1)));
+  lua_pop(L, 1);
+  if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
+  p->cfg.worker_path = worker_path();
+  lp_hello_make(&p->cfg.hello);
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
-  if (lp_pool_init(p)) {
+  if ((r = lp_pool_init(p)) != 0) {
     b->p = NULL;
-    lp_pool_shutdown(p, -1);
+    lp_pool_shutdown(p, LP_FOREVER_MS);
     lp_pool_release(p);
-    return fail(L, "worker_exited", "no worker thread could be started");
+    return fail(L, "worker_exited", r == LP_ESIGNAL
+                ? "no real-time signal is free for interrupting workers: every one from "
+                  "SIGRTMIN+5 to SIGRTMAX has a handler or is ignored"
+                : "no worker thread could be started");
   }
   return 1;
 }
-
-#define DEFAULT_TERMINATE_MS 1000
 
 /* pool:destroy([terminate_ms]) -> how many workers did not stop in time
 ** (they are detached and left running). Also the __gc metamethod. */
 static int pool_destroy(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
-  double ms = luaL_optnumber(L, 2, DEFAULT_TERMINATE_MS);
+  double ms = luaL_optnumber(L, 2, b->terminate_ms);
   int stuck = 0;
   if (b->p) {
     lp_pool *p = b->p;
@@ -122,11 +190,7 @@ static int pool_destroy(lua_State *L) {
 static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   size_t n;
   const char *s = luaL_checklstring(L, idx, &n);
-  unsigned char v[10];
-  int k = 0;
-  size_t m = n;
-  do { v[k] = (unsigned char)(m & 0x7f); m >>= 7; if (m) v[k] |= 0x80; k++; } while (m);
-  return lp_buf_put(b, v, (size_t)k) || lp_buf_put(b, s, n);
+  return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
 /* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
@@ -166,6 +230,7 @@ static int pool_submit(lua_State *L) {
                 ? "No task queue available and all Workers are busy"
                 : "Task queue is at limit");
   if (r == LP_ESTOPPED) return fail(L, "destroyed", "The pool is destroyed");
+  if (r == LP_EBROKEN) return fail(L, "load_error", atomic_load(&p->broken));
   return fail(L, "worker_exited", "no worker thread could be started");
 }
 
@@ -190,17 +255,22 @@ static int pool_maintain(lua_State *L) {
   return 0;
 }
 
-/* pool:abandon(task) -> workerId of the worker given up on, or nil */
+/* pool:abandon(task) -> workerId of the worker given up on, and whether it
+** was killed (a process) rather than detached (a thread); or nil */
 static int pool_abandon(lua_State *L) {
-  int id = lp_pool_abandon(check_pool(L), check_task(L, 2));
+  int killed, id = lp_pool_abandon(check_pool(L), check_task(L, 2), &killed);
   if (!id) return 0;
   lua_pushinteger(L, id);
-  return 1;
+  lua_pushboolean(L, killed);
+  return 2;
 }
 
-/* pool:retire() -> how many workers will end after their task */
+/* pool:retire([runtime]) -> how many workers will end after their task;
+** those that replace them are of that runtime ("threads", "process"). */
 static int pool_retire(lua_State *L) {
-  lua_pushinteger(L, lp_pool_retire_all(check_pool(L)));
+  lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
+  lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
 }
 
@@ -318,32 +388,64 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   return n;
 }
 
+#define HOOK_CHECK_MS 50
+
+/* Waits up to timeout_ms (negative: for ever) for a batch. A hook set
+** meanwhile is the interpreter's Ctrl-C (lua.c, luajit.c): looks for one
+** every HOOK_CHECK_MS, and returns at once so that it can fire; looks at
+** workers loading their task file as often. */
+static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
+  uint64_t start = lp_now_ns();
+  for (;;) {
+    double left = timeout_ms < 0 ? HOOK_CHECK_MS
+                                 : timeout_ms - (double)(lp_now_ns() - start) / 1e6;
+    p->backlog = lp_pool_take(p, left > HOOK_CHECK_MS ? HOOK_CHECK_MS : left > 0 ? left : 0);
+    if (p->backlog || left <= HOOK_CHECK_MS || lua_gethook(L)) return;
+    lp_pool_check_loads(p);
+  }
+}
+
 /* pool:poll(timeout_ms, callback) -> count. Waits up to timeout_ms (0: not
 ** at all, negative: for ever) for a batch, then calls the callback once for
 ** each result and worker event (see push_msg). A callback may destroy the
-** pool; what it raises leaves the rest of the batch for the next poll. */
+** pool; what it raises leaves the rest of the batch for the next poll.
+** Results decode with the caller's hook off, so that an interrupt of the
+** host is not taken for a value that failed to decode; a hook set while
+** it works (Ctrl-C) stops it, and fires once it returns. */
 static int pool_poll(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
   lp_pool *p = check_pool(L);
   double timeout = luaL_optnumber(L, 2, 0);
-  int count = 0;
+  int count = 0, mask = lua_gethookmask(L), hookcount = lua_gethookcount(L);
+  lua_Hook hook = lua_gethook(L);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  if (!p->backlog) p->backlog = lp_pool_take(p, timeout);
-  while (b->p && p->backlog) {
+  if (hook) lua_sethook(L, NULL, 0, 0);
+  lp_pool_check_loads(p);
+  if (!p->backlog) take_batch(L, p, timeout);
+  while (b->p && p->backlog && !lua_gethook(L)) {
     lp_msg *m = p->backlog;
     int exited = m->kind == LP_MSG_EXIT;
     p->backlog = m->next;
     int nargs;
     nargs = push_msg(L, p, m);
     if (exited) lp_pool_maintain(p);  /* before a callback that may raise */
-    lua_call(L, nargs, 0);
+    if (hook && !lua_gethook(L)) lua_sethook(L, hook, mask, hookcount);
+    lua_call(L, nargs, 0);  /* the callback runs with the caller's hook */
+    if (hook && lua_gethook(L) == hook) lua_sethook(L, NULL, 0, 0);
     count++;
   }
+  if (hook && !lua_gethook(L)) lua_sethook(L, hook, mask, hookcount);
   lua_pushinteger(L, count);
   return 1;
 }
 
 /* ---- state ------------------------------------------------------------- */
+
+/* pool:signal() -> the real-time signal that interrupts its workers */
+static int pool_signal(lua_State *L) {
+  lua_pushinteger(L, check_pool(L)->signo);
+  return 1;
+}
 
 static int pool_queue_size(lua_State *L) {
   lp_pool *p = check_pool(L);
@@ -439,7 +541,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
     {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
-    {"backlog", pool_backlog},
+    {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
     {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
     {"destroy", pool_destroy}, {NULL, NULL}};

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "interrupt.h"
@@ -20,12 +22,6 @@
 #define IDLE_GRACE_MS 1000
 #define FREE_TASKS_MAX 256
 #define FREE_BUF_MAX 65536
-
-uint64_t lp_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void deadline_after(struct timespec *ts, double ms) {
   clock_gettime(CLOCK_MONOTONIC, ts);
@@ -115,8 +111,48 @@ static void join_worker(lp_worker *w) {
 
 void lp_worker_free(lp_worker *w) {
   lp_buf_free(&w->exit_msg.body);
+  pthread_mutex_destroy(&w->proc.lock);
   pthread_cond_destroy(&w->wake);
   free(w);
+}
+
+/* ---- messages --------------------------------------------------------- */
+
+/* One fewer message waits for the host; at half the bound, posters that
+** wait for room are woken. */
+static void message_taken(lp_pool *p) {
+  long n = atomic_fetch_sub(&p->nmessages, 1) - 1;
+  if (n <= LP_MESSAGES_MAX / 2 && atomic_load(&p->room_waiters)) {
+    pthread_mutex_lock(&p->done_lock);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+}
+
+/* Whether the task w runs, or the pool, is to stop (w's own thread). */
+static int worker_stopping(lp_worker *w) {
+  lp_task *t = w->task;
+  return atomic_load(&w->pool->stop) || (t && atomic_load(&w->cancel) == t->id);
+}
+
+int lp_pool_post_message(lp_worker *w, lp_msg *m) {
+  lp_pool *p = w->pool;
+  while (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX) {
+    if (worker_stopping(w)) {
+      lp_buf_free(&m->body);
+      free(m);
+      return -1;
+    }
+    pthread_mutex_lock(&p->done_lock);
+    atomic_fetch_add(&p->room_waiters, 1);
+    if (atomic_load(&p->nmessages) >= LP_MESSAGES_MAX)  /* slices: stops arrive by signal */
+      lp_cond_timedwait(&p->room_cond, &p->done_lock, 10);
+    atomic_fetch_sub(&p->room_waiters, 1);
+    pthread_mutex_unlock(&p->done_lock);
+  }
+  atomic_fetch_add(&p->nmessages, 1);
+  lp_pool_post(p, m);
+  return 0;
 }
 
 void lp_msg_free(lp_pool *p, lp_msg *m) {
@@ -128,9 +164,21 @@ void lp_msg_free(lp_pool *p, lp_msg *m) {
     if (p->slots[w->slot].w == w) p->slots[w->slot].w = NULL;
     lp_worker_free(w);
   } else {
+    if (m->kind == LP_MSG_MESSAGE) message_taken(p);
     lp_buf_free(&m->body);
     free(m);
   }
+}
+
+/* The worker's thread starts with every signal blocked but the pool's
+** interrupt and faults: the host's signals are for the host's threads. */
+static int create_thread(lp_pool *p, lp_worker *w) {
+  sigset_t old;
+  int r;
+  if (lp_interrupt_block_signals(p->signo, &old)) return -1;
+  r = pthread_create(&w->thread, NULL, lp_worker_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r ? -1 : 0;
 }
 
 /* Starts a worker in a free slot; the caller has counted it in nlive and
@@ -145,6 +193,7 @@ static int start_worker(lp_pool *p) {
   if (slot == p->cfg.max_threads) return 1;
   if (!(w = calloc(1, sizeof *w))) return -1;
   w->pool = p;
+  w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
@@ -152,10 +201,15 @@ static int start_worker(lp_pool *p) {
     free(w);
     return -1;
   }
+  if (pthread_mutex_init(&w->proc.lock, NULL)) {
+    pthread_cond_destroy(&w->wake);
+    free(w);
+    return -1;
+  }
   pthread_mutex_lock(&p->lock);
   p->slots[slot].w = w;  /* before it runs: it may be woken at once */
   pthread_mutex_unlock(&p->lock);
-  if (pthread_create(&w->thread, NULL, lp_worker_main, w)) {
+  if (create_thread(p, w)) {
     pthread_mutex_lock(&p->lock);
     p->slots[slot].w = NULL;
     pthread_mutex_unlock(&p->lock);
@@ -199,7 +253,7 @@ static int workers_needed(lp_pool *p) {
 void lp_pool_maintain(lp_pool *p) {
   int n;
   pthread_mutex_lock(&p->lock);
-  n = atomic_load(&p->stop) ? 0 : workers_needed(p);
+  n = atomic_load(&p->stop) || lp_pool_broken(p) ? 0 : workers_needed(p);
   pthread_mutex_unlock(&p->lock);
   start_workers(p, n);
 }
@@ -215,7 +269,7 @@ lp_pool *lp_pool_new(void) {
 
 int lp_pool_init(lp_pool *p) {
   int n;
-  if (lp_interrupt_install()) return -1;
+  if ((p->signo = lp_interrupt_install()) < 0) return LP_ESIGNAL;
   p->slots = calloc((size_t)p->cfg.max_threads, sizeof *p->slots);
   p->sleepers = calloc((size_t)p->cfg.max_threads, sizeof *p->sleepers);
   if (!p->slots || !p->sleepers) return -1;
@@ -227,6 +281,12 @@ int lp_pool_init(lp_pool *p) {
   if (lp_cond_init(&p->done_cond)) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
+    return -1;
+  }
+  if (lp_cond_init(&p->room_cond)) {
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->done_lock);
+    pthread_cond_destroy(&p->done_cond);
     return -1;
   }
   p->initialized = 1;
@@ -267,6 +327,9 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   lp_worker *wake = NULL;
   int spawn = 0;
   size_t q;
+  if (lp_pool_broken(p)) return LP_EBROKEN;
+  if (++p->next_id == 0 || p->next_id == LP_LOAD_ID) p->next_id = 1;
+  t->id = p->next_id;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
     pthread_mutex_unlock(&p->lock);
@@ -320,6 +383,36 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
+/* An "error" event about worker id, from the main thread. */
+static void post_error(lp_pool *p, int id, const char *text) {
+  lp_msg *m = calloc(1, sizeof *m);
+  if (!m) return;  /* an event lost to memory exhaustion */
+  m->kind = LP_MSG_ERROR;
+  m->worker_id = id;
+  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+    free(m);
+    return;
+  }
+  lp_pool_post(p, m);
+}
+
+/* Main thread. A host that took the interrupt signal over hears of it
+** once, through the "error" event; tasks then stop at terminateTimeout. */
+static void interrupt(lp_pool *p, lp_worker *w) {
+  static const char fmt[] = "luapool's interrupt signal (SIGRTMIN+%d) has been given "
+      "another handler by the host: running tasks can no longer be interrupted, and "
+      "are given up on after terminateTimeout";
+  char text[sizeof fmt + 16];
+  if (w->rt != &lp_rt_thread || lp_interrupt_is_ours(p->signo)) {
+    w->rt->interrupt(w);
+    return;
+  }
+  if (p->signal_lost) return;
+  p->signal_lost = 1;
+  snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
+  post_error(p, w->slot + 1, text);
+}
+
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   int r = LP_TASK_DONE;
   lp_worker *w = NULL;
@@ -341,10 +434,10 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
   } else if ((w = worker_running(p, t))) {
     r = LP_TASK_RUNNING;
     if (queued_only) w = NULL;
-    else atomic_store(&w->cancel, t);
+    else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) lp_interrupt(w);
+  if (w) interrupt(p, w);
   return r;
 }
 
@@ -388,16 +481,96 @@ static void detach(lp_pool *p, lp_worker *w) {
   pthread_detach(w->thread);
 }
 
-int lp_pool_abandon(lp_pool *p, lp_task *t) {
+int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   lp_worker *w;
   int id = 0;
+  *killed = 0;
   pthread_mutex_lock(&p->lock);
   if ((w = worker_running(p, t))) {
     id = w->slot + 1;
-    detach(p, w);
+    if (w->rt->kill) {  /* its thread sees the end and leaves as usual */
+      w->rt->kill(w);
+      *killed = 1;
+    } else {
+      detach(p, w);
+    }
   }
   pthread_mutex_unlock(&p->lock);
   return id;
+}
+
+/* Rejects t, taken off the queue, with load_error. Lock held. */
+static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
+  const char *err[4] = {"load_error", why, NULL, NULL};
+  atomic_store(&t->state, LP_TASK_DONE);
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  t->msg.worker_id = w->slot + 1;
+  t->t_start = t->t_end = lp_now_ns();
+  lp_pool_post(p, &t->msg);
+}
+
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any) {
+  char *s = strdup(why), *none = NULL;
+  int i;
+  if (s && !atomic_compare_exchange_strong(&p->broken, &none, s)) free(s);
+  if (any) atomic_store(&p->broken_any, 1);
+  pthread_mutex_lock(&p->lock);
+  if (any || atomic_load(&p->cfg.runtime) == LP_RT_PROCESS) {  /* else others will run them */
+    for (i = 0; i < p->cfg.max_threads; i++) lp_pool_requeue_mailbox(p, i);
+    while (p->head) {
+      lp_task *t = p->head;
+      lp_pool_unlink_queued(p, t);
+      fail_queued(p, w, t, why);
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+}
+
+#define LOAD_CHECK_NS 20000000
+
+/* Lock held. Stops w's load (the pool breaks), or gives up on it when it
+** did not stop; returns 1 when it did either. */
+static int check_load(lp_pool *p, lp_worker *w, uint64_t now, char *why, size_t n) {
+  uint64_t since = atomic_load(&w->loading_since);
+  if (!since) return 0;
+  if (!w->load_giveup) {
+    if ((double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
+    snprintf(why, n, "Task file \"%s\" did not finish loading within %g ms (loadTimeout)",
+             p->cfg.filename ? p->cfg.filename : "(handler)", p->cfg.load_timeout_ms);
+    w->load_giveup = now + (uint64_t)(p->cfg.terminate_ms < LP_FOREVER_MS
+                                          ? p->cfg.terminate_ms * 1e6 : 1e18);
+    atomic_store(&w->cancel, LP_LOAD_ID);
+    interrupt(p, w);
+    return 1;
+  }
+  if (now < w->load_giveup) return 0;
+  snprintf(why, n, "Failed to stop worker %d loading its task file within %g ms "
+           "(terminateTimeout)%s", w->slot + 1, p->cfg.terminate_ms,
+           w->rt->kill ? ": its process is killed" : ": its thread is detached and left running");
+  if (w->rt->kill) w->rt->kill(w); else detach(p, w);
+  return 1;
+}
+
+void lp_pool_check_loads(lp_pool *p) {
+  uint64_t now;
+  int i;
+  if (!atomic_load_explicit(&p->nloading, memory_order_relaxed)) return;
+  now = lp_now_ns();
+  if (now - p->load_checked < LOAD_CHECK_NS) return;
+  p->load_checked = now;
+  for (i = 0; i < p->cfg.max_threads; i++) {
+    char why[512];
+    lp_worker *w;
+    int acted, broke = 0;
+    pthread_mutex_lock(&p->lock);
+    acted = (w = p->slots[i].w) && !w->detached && check_load(p, w, now, why, sizeof why);
+    if (acted && !w->detached && !atomic_load(&p->broken)) broke = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (broke) lp_pool_break(p, w, why, 1);  /* w is not detached: still the main's */
+    if (acted) post_error(p, i + 1, why);
+  }
 }
 
 int lp_pool_retire_all(lp_pool *p) {
@@ -514,8 +687,8 @@ static void free_msgs(lp_pool *p, lp_msg *m) {
 }
 
 int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
-  int i, stuck = 0;
-  uint64_t deadline, idle_deadline;
+  int i, stuck = 0, forever;
+  uint64_t deadline = 0, idle_deadline = 0;
   if (!p->initialized || atomic_load(&p->stop)) return 0;  /* once */
   pthread_mutex_lock(&p->lock);
   atomic_store(&p->stop, 1);
@@ -524,24 +697,36 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
     pthread_cond_signal(&w->wake);
-    lp_interrupt(w);  /* a task, or a task file's top level, may be running */
+    interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
-  if (terminate_ms >= LP_FOREVER_MS) terminate_ms = -1;
+  forever = !(terminate_ms < LP_FOREVER_MS);  /* NaN too */
   /* An idle worker is not stuck: it closes its state (and runs teardown)
   ** on its way out; it gets at least IDLE_GRACE_MS for that. */
-  deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
-  idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
-                                                                          : IDLE_GRACE_MS) * 1e6);
+  if (!forever) {
+    if (terminate_ms < 0) terminate_ms = 0;
+    deadline = lp_now_ns() + (uint64_t)(terminate_ms * 1e6);
+    idle_deadline = lp_now_ns() + (uint64_t)((terminate_ms > IDLE_GRACE_MS ? terminate_ms
+                                                                            : IDLE_GRACE_MS) * 1e6);
+  }
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
     int busy;
     if (!w || w->joined) continue;
+    if (forever) {  /* no limit: wait for it, however long it takes */
+      join_worker(w);
+      continue;
+    }
     pthread_mutex_lock(&p->lock);
     busy = w->task != NULL;
     pthread_mutex_unlock(&p->lock);
-    if (terminate_ms < 0 || lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
+    if (lp_join_until(w->thread, busy ? deadline : idle_deadline) == 0) {
       w->joined = 1;
+      continue;
+    }
+    if (w->rt->kill) {  /* a process: its thread ends once the child is gone */
+      w->rt->kill(w);
+      join_worker(w);
       continue;
     }
     pthread_mutex_lock(&p->lock);  /* stuck in code that runs no hooks */
@@ -581,6 +766,7 @@ void lp_pool_release(lp_pool *p) {
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
     pthread_cond_destroy(&p->done_cond);
+    pthread_cond_destroy(&p->room_cond);
   }
   while (p->free_tasks) {
     lp_task *t = p->free_tasks;
@@ -596,6 +782,13 @@ void lp_pool_release(lp_pool *p) {
   free(p->cfg.path);
   free(p->cfg.cpath);
   free(p->cfg.teardown);
+  free(p->cfg.worker_path);
+  free(atomic_load(&p->broken));
+  if (p->cfg.env) {
+    char **e;
+    for (e = p->cfg.env; *e; e++) free(*e);
+    free(p->cfg.env);
+  }
   lp_buf_free(&p->cfg.bytecode);
   lp_buf_free(&p->cfg.handler);
   lp_buf_free(&p->cfg.worker_data);

@@ -9,11 +9,35 @@
 #include <stdint.h>
 #include "buffer.h"
 #include "codec.h"
-#include "heap.h"
+#include "state.h"
 #include "stats.h"
+#include "wire.h"
+#include <sys/types.h>
 
 typedef struct lp_pool lp_pool;
 typedef struct lp_worker lp_worker;
+typedef struct lp_task lp_task;
+
+/* What a kind of worker does with the tasks its host thread takes: run
+** them on a Lua state of that thread, or hand them to a child process. */
+typedef struct lp_runtime {
+  const char *name;
+  /* On the worker's thread: makes it ready for tasks; 0, or -1 with err. */
+  int (*open)(lp_worker *w, char *err, size_t errlen);
+  /* Runs t into t->out; returns 1 when the worker is to end after it. */
+  int (*run)(lp_worker *w, lp_task *t);
+  /* Between tasks of an isolating pool: a fresh state; 0 or -1 with err. */
+  int (*renew)(lp_worker *w, char *err, size_t errlen);
+  void (*close)(lp_worker *w);   /* on the worker's thread, at its end */
+  /* From any thread, pool lock held or not: stop the task that w->cancel
+  ** names (or any, when the pool stops). */
+  void (*interrupt)(lp_worker *w);
+  /* Ends the worker's code at once, if this runtime can (NULL if not). */
+  void (*kill)(lp_worker *w);
+} lp_runtime;
+
+enum { LP_RT_THREADS, LP_RT_PROCESS };
+extern const lp_runtime lp_rt_thread, lp_rt_process;
 
 /* What workers send to the main thread. */
 enum { LP_MSG_TASK, LP_MSG_MESSAGE, LP_MSG_START, LP_MSG_EXIT, LP_MSG_ERROR };
@@ -28,24 +52,35 @@ typedef struct lp_msg {
 /* Task states; a task moves forward only. */
 enum { LP_TASK_QUEUED, LP_TASK_RUNNING, LP_TASK_DONE };
 
-/* How a task names its handler (first byte of its input). */
-enum { LP_RUN_DEFAULT, LP_RUN_FILE, LP_RUN_HANDLER };
-
-typedef struct lp_task {
+struct lp_task {
   lp_msg msg;                  /* first: a finished task is a message */
   struct lp_task *prev, *next; /* queue links */
   atomic_int state;
   int failed;                  /* out holds code, message, value, traceback */
   int target;                  /* worker slot, or -1 for any worker */
+  unsigned id;                 /* never 0; names it across a process boundary */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
-} lp_task;
+};
 
-/* A worker thread and its Lua state. The main thread allocates it and,
-** once the thread has said it is leaving, joins and frees it; a worker the
-** pool gave up on (detached) frees itself when its thread ends. */
+/* A process worker's child, as its host thread sees it (rt_process.c). */
+typedef struct lp_proc {
+  pthread_mutex_t lock;       /* pid and alive: no signal to a reaped pid */
+  pid_t pid;
+  int alive;                  /* under lock: spawned, not yet reaped */
+  int to, from, life;         /* its input, its output, its lifeline */
+  lp_reader rd;
+  lp_buf out;                 /* frames being written */
+  int status;                 /* from waitpid, once reaped */
+} lp_proc;
+
+/* A worker: a thread of the host that takes tasks, and what runs them (its
+** runtime). The main thread allocates it and, once the thread has said it
+** is leaving, joins and frees it; a worker the pool gave up on (detached)
+** frees itself when its thread ends. */
 struct lp_worker {
   lp_pool *pool;
+  const lp_runtime *rt;
   int slot;                   /* workerId - 1 */
   pthread_t thread;
   pthread_cond_t wake;
@@ -60,17 +95,16 @@ struct lp_worker {
   atomic_int busy;
   atomic_uint_fast64_t ntasks;
   atomic_size_t heap_bytes;
-  _Atomic(lua_State *) running;  /* the state while it runs a task's code */
-  _Atomic(lp_task *) current;    /* the task it runs */
-  _Atomic(lp_task *) cancel;     /* a running task to be stopped */
+  atomic_uint cancel;         /* id of a running task to be stopped */
+  atomic_uint_fast64_t loading_since;  /* ns; 0 unless it loads the task file */
   /* the worker thread's own */
-  lua_State *L;
-  lp_heap heap;
-  lp_encoder enc;
-  int default_ref;            /* the pool's default handler, once resolved */
-  int exiting, exit_code;     /* os.exit was called */
+  int ready;                  /* open, not failed since */
+  lp_state_config scfg;       /* threads: the pool's, as its state takes it */
+  lp_state st;                /* threads: the Lua state */
+  lp_proc proc;               /* process: the child */
   /* the main thread's own */
   int joined;
+  uint64_t load_giveup;       /* its load was stopped: when to give up on it */
   lp_msg exit_msg;            /* its last message, so exiting cannot fail */
 };
 
@@ -95,6 +129,12 @@ typedef struct lp_config {
   int isolate;                /* a fresh state for every task */
   size_t max_heap;            /* resourceLimits.maxHeapBytes, 0: none */
   size_t recycle_heap;        /* maxMemoryLimitBeforeRecycle, 0: none */
+  double load_timeout_ms;     /* loadTimeout: a task file's top level, at most */
+  double terminate_ms;        /* terminateTimeout */
+  atomic_int runtime;         /* LP_RT_*, of workers started from now on */
+  char **env;                 /* process workers' environment; NULL: ours */
+  char *worker_path;          /* the worker program, beside this module */
+  lp_hello hello;             /* what this host tells worker processes */
 } lp_config;
 
 struct lp_pool {
@@ -111,11 +151,17 @@ struct lp_pool {
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
   atomic_int stop;
+  int signo;                  /* the interrupt signal (interrupt.c) */
+  int signal_lost;            /* the host took it over; said so once */
   /* the completion stack and the main thread's wake-up */
   _Atomic(lp_msg *) done;
   atomic_int main_sleeping;
   pthread_mutex_t done_lock;
   pthread_cond_t done_cond;
+  /* postMessage values the host has not taken yet, bounded */
+  atomic_long nmessages;
+  atomic_int room_waiters;
+  pthread_cond_t room_cond;   /* with done_lock */
   atomic_int pipe_w;          /* made by pollfd(); -1 until then */
   int pipe_r;
   atomic_int fd_armed;
@@ -126,34 +172,43 @@ struct lp_pool {
   int nfree;
   lp_encoder enc;
   lp_stats run_time, wait_time;
+  unsigned next_id;
+  /* set once by a process worker that found its program unusable, or
+  ** when the task file did not load within loadTimeout (broken_any) */
+  _Atomic(char *) broken;
+  atomic_int broken_any;      /* broken whatever the runtime */
+  atomic_int nloading;        /* workers loading the task file */
+  uint64_t load_checked;      /* main thread: when loads were last looked at */
 };
 
 #define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
 
-uint64_t lp_now_ns(void);
 int lp_cond_init(pthread_cond_t *c);  /* on the monotonic clock */
 int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
 
 /* Main thread. */
 lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
-int lp_pool_init(lp_pool *p);                 /* starts minThreads workers */
-/* Stops every worker, giving each terminate_ms to end (negative: for ever);
-** detaches those that do not and returns how many. Then frees what it can. */
+/* Starts minThreads workers: 0, -1, or LP_ESIGNAL (no signal to be had). */
+int lp_pool_init(lp_pool *p);
+/* Stops every worker, giving each terminate_ms to end (LP_FOREVER_MS or more:
+** waits for ever); detaches those that do not and returns how many. Then
+** frees what it can. */
 int lp_pool_shutdown(lp_pool *p, double terminate_ms);
 void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
 /* Queues t; returns 0, LP_EFULL, LP_ESTOPPED, or LP_ESPAWN (no worker could
 ** be started and none is live). */
-enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN };
+enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN, LP_EBROKEN, LP_ESIGNAL };
 int lp_pool_submit(lp_pool *p, lp_task *t);
 /* Stops t: a queued task is unlinked (returns LP_TASK_QUEUED, and the caller
 ** frees it); a running one is interrupted (LP_TASK_RUNNING); else
 ** LP_TASK_DONE. With queued_only, a running task is left alone. */
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only);
-/* Gives up on the worker still running t: it is detached, its slot freed.
-** Returns its workerId, or 0 when no worker runs t any more. */
-int lp_pool_abandon(lp_pool *p, lp_task *t);
+/* Gives up on the worker still running t: a process is killed (*killed
+** set), a thread is detached and its slot freed. Returns its workerId, or 0
+** when no worker runs t any more. */
+int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed);
 /* Every live worker ends after its task (idle ones at once); returns how
 ** many were marked. */
 int lp_pool_retire_all(lp_pool *p);
@@ -169,6 +224,25 @@ int lp_pool_pollfd(lp_pool *p);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
+/* On w's thread: posts a postMessage value once fewer than LP_MESSAGES_MAX
+** wait for the host, blocking until then; -1 (m freed, not posted) when the
+** task w runs, or the pool, is to stop meanwhile. */
+#define LP_MESSAGES_MAX 10000
+int lp_pool_post_message(lp_worker *w, lp_msg *m);
+/* Posts an event (LP_MSG_ERROR with text, LP_MSG_START) from worker w. */
+void lp_worker_post(lp_worker *w, int kind, const char *text);
+/* A process worker that cannot run at all (its program is missing or
+** another build), or (any) a task file that did not load in time: every
+** task queued now and later fails with load_error. */
+void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any);
+/* Main thread: whether new workers could not run. */
+#define lp_pool_broken(p) \
+  (atomic_load(&(p)->broken) && \
+   (atomic_load(&(p)->broken_any) || atomic_load(&(p)->cfg.runtime) == LP_RT_PROCESS))
+/* Main thread, often: a worker whose task file's top level ran past
+** loadTimeout is stopped (the pool breaks), and given up on after
+** terminateTimeout more. Cheap while nothing loads. */
+void lp_pool_check_loads(lp_pool *p);
 void *lp_worker_main(void *arg);
 /* The end of a detached worker's thread. */
 void lp_worker_free(lp_worker *w);

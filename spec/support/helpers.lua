@@ -82,6 +82,46 @@ function helpers.wait_started(task, path, level)
 end
 
 -- ---------------------------------------------------------------------------
+-- Host processes: a Lua script run by the interpreter that runs the specs, with
+-- the same environment (paths, sanitizer preloads), from the repo root.
+
+-- False under a ThreadSanitizer preload: /bin/sh, which io.popen starts,
+-- crashes with it.
+function helpers.can_host()
+  return not (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true)
+end
+
+local interpreter
+function helpers.interpreter()
+  if not interpreter then
+    local p = assert(io.popen("readlink /proc/$PPID/exe"))  -- $PPID: this process
+    interpreter = p:read("*l")
+    p:close()
+  end
+  return interpreter
+end
+
+-- Starts `source` as a script with its arguments; returns a handle to read its
+-- output (stderr too) line by line. The last line the handle gives is
+-- "exit=N", N the script's exit status.
+function helpers.host(source, ...)
+  local path = tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  local args = { helpers.interpreter(), path, ... }
+  for i, a in ipairs(args) do args[i] = "'" .. tostring(a):gsub("'", "'\\''") .. "'" end
+  return assert(io.popen(table.concat(args, " ") .. " 2>&1; echo exit=$?; rm -f " .. args[2]))
+end
+
+-- Reads what is left of a host's output; returns it and the exit status.
+function helpers.host_finish(h)
+  local out = h:read("*a")
+  h:close()
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+
+-- ---------------------------------------------------------------------------
 -- spec/support/gate.lua requires this module, so this one loads it only when used.
 local function gate()
   return require "spec.support.gate"

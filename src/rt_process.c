@@ -1,0 +1,324 @@
+/* The process runtime: a worker's tasks run in a child process, the worker
+** program (worker_main.c), which the worker's thread spawned and talks to
+** through two pipes. A third pipe, the lifeline, ends the child whenever
+** the host ends, even by SIGKILL. The thread reaps only its own child. */
+#define _GNU_SOURCE  /* pipe2, sigabbrev_np */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "pool.h"
+
+extern char **environ;
+
+#define EXIT_GRACE_MS 2000  /* a child whose output ended has this long to go */
+
+/* ---- starting ---------------------------------------------------------- */
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+/* The child's ends are moved above its fds 3-5, so that placing one cannot
+** overwrite another. */
+static int move_high(int *fd) {
+  int n = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
+  close(*fd);
+  *fd = n;
+  return n < 0 ? -1 : 0;
+}
+
+static int spawn_attrs(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at,
+                       const int in[2], const int out[2], const int life[2]) {
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  return posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0) ||
+         posix_spawn_file_actions_adddup2(fa, in[0], LP_FD_IN) ||
+         posix_spawn_file_actions_adddup2(fa, out[1], LP_FD_OUT) ||
+         posix_spawn_file_actions_adddup2(fa, life[0], LP_FD_LIFE) ||
+         posix_spawnattr_setsigmask(at, &none) || posix_spawnattr_setsigdefault(at, &all) ||
+         posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
+/* Spawns the worker program; 0, or an errno value. */
+static int spawn_child(lp_worker *w) {
+  lp_proc *c = &w->proc;
+  const lp_config *cfg = &w->pool->cfg;
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, life[2] = {-1, -1}, r = 0;
+  char *argv[] = {"luapool-worker", NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  pid_t pid;
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(life, O_CLOEXEC) ||
+      move_high(&in[0]) || move_high(&out[1]) || move_high(&life[0]))
+    r = errno;
+  if (!r && (r = posix_spawn_file_actions_init(&fa)) == 0) {
+    if ((r = posix_spawnattr_init(&at)) == 0) {
+      if (spawn_attrs(&fa, &at, in, out, life)) r = ENOMEM;
+      else r = posix_spawn(&pid, cfg->worker_path, &fa, &at, argv,
+                           cfg->env ? cfg->env : environ);
+      posix_spawnattr_destroy(&at);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  close_fd(&in[0]);
+  close_fd(&out[1]);
+  close_fd(&life[0]);
+  if (r) {
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&life[1]);
+    return r;
+  }
+  pthread_mutex_lock(&c->lock);
+  c->pid = pid;
+  c->alive = 1;
+  pthread_mutex_unlock(&c->lock);
+  c->to = in[1];
+  c->rd.fd = c->from = out[0];
+  c->life = life[1];
+  return 0;
+}
+
+static int send_config(lp_worker *w) {
+  const lp_config *cfg = &w->pool->cfg;
+  lp_buf b = {NULL, 0, 0};
+  const char *s[] = {cfg->filename, cfg->name, cfg->path, cfg->cpath, cfg->teardown};
+  const lp_buf *v[] = {&cfg->bytecode, &cfg->handler, &cfg->worker_data};
+  size_t i;
+  int r = 0;
+  for (i = 0; i < sizeof s / sizeof *s; i++) r = r || lp_field_put(&b, s[i], s[i] ? strlen(s[i]) : 0);
+  for (i = 0; i < sizeof v / sizeof *v; i++) r = r || lp_field_put(&b, v[i]->data ? v[i]->data : "", v[i]->len);
+  r = r || lp_varint_append(&b, cfg->max_heap) || lp_varint_append(&b, (uint64_t)cfg->isolate) ||
+      lp_varint_append(&b, (uint64_t)w->slot + 1);
+  r = r || lp_frame_append(&w->proc.out, LP_FRAME_HELLO, 0, 0, &cfg->hello, sizeof cfg->hello) ||
+      lp_frame_append(&w->proc.out, LP_FRAME_CONFIG, 0, 0, b.data, b.len) ||
+      lp_write_all(w->proc.to, &w->proc.out);
+  lp_buf_free(&b);
+  w->proc.out.len = 0;
+  return r ? -1 : 0;
+}
+
+/* ---- the end of a child ------------------------------------------------ */
+
+static void kill_child(lp_proc *c) {
+  pthread_mutex_lock(&c->lock);
+  if (c->alive) kill(c->pid, SIGKILL);
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits, up to ms, for the child to end, without reaping it (its pid stays
+** ours for signals). 0 once it has ended. */
+static int wait_end(lp_proc *c, int ms, siginfo_t *si) {
+  int pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0), r;
+  if (pidfd >= 0) {
+    struct pollfd pf = {pidfd, POLLIN, 0};
+    while ((r = poll(&pf, 1, ms)) < 0 && errno == EINTR) {}
+    close(pidfd);
+    if (r == 0) return -1;
+  }
+  memset(si, 0, sizeof *si);
+  while ((r = waitid(P_PID, (id_t)c->pid, si, WEXITED | WNOWAIT)) < 0 && errno == EINTR) {}
+  return r;
+}
+
+/* Reaps the child (killing it if it has not ended within EXIT_GRACE_MS)
+** and describes how it ended. */
+static void reap(lp_proc *c, char *cause, size_t n) {
+  siginfo_t si;
+  int st;
+  if (!c->alive) return;
+  if (wait_end(c, EXIT_GRACE_MS, &si)) {
+    kill_child(c);
+    wait_end(c, -1, &si);
+  }
+  pthread_mutex_lock(&c->lock);
+  c->alive = 0;  /* from here on nobody signals the pid */
+  pthread_mutex_unlock(&c->lock);
+  while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR) {}
+  if (si.si_code == CLD_EXITED)
+    snprintf(cause, n, "exited with status %d", si.si_status);
+  else
+    snprintf(cause, n, "killed by SIG%s", sigabbrev_np(si.si_status) ? sigabbrev_np(si.si_status) : "?");
+}
+
+/* Rejects t, whose child ended or broke the protocol, with worker_exited. */
+static int fault(lp_worker *w, lp_task *t, int corrupt) {
+  char cause[64] = "gone", msg[160];
+  const char *err[4] = {"worker_exited", msg, NULL, NULL};
+  if (corrupt) kill_child(&w->proc);
+  reap(&w->proc, cause, sizeof cause);
+  if (corrupt)
+    snprintf(msg, sizeof msg, "Worker exited unexpectedly: it sent a corrupt frame and was "
+             "killed (%s)", cause);
+  else
+    snprintf(msg, sizeof msg, "Worker exited unexpectedly: %s", cause);
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  return 1;
+}
+
+/* ---- frames from the child --------------------------------------------- */
+
+static void forward_message(lp_worker *w, const lp_frame *f) {
+  lp_msg *m = calloc(1, sizeof *m);
+  if (!m) return;  /* a message lost to memory exhaustion */
+  if (f->len && lp_buf_put(&m->body, f->body, f->len)) {
+    free(m);
+    return;
+  }
+  m->kind = LP_MSG_MESSAGE;
+  m->worker_id = w->slot + 1;
+  lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
+}
+
+static void forward_event(lp_worker *w, const lp_frame *f) {
+  char text[1024];
+  snprintf(text, sizeof text, "%.*s", (int)(f->len < sizeof text ? f->len : sizeof text - 1),
+           f->body);
+  lp_worker_post(w, LP_MSG_ERROR, text);
+}
+
+/* Handles a frame any time may bring; 1 if it was one, 0 if not. */
+static int forward(lp_worker *w, const lp_frame *f) {
+  if (f->kind == LP_FRAME_MESSAGE) forward_message(w, f);
+  else if (f->kind == LP_FRAME_ERROR) forward_event(w, f);
+  else return 0;
+  return 1;
+}
+
+static void heap_seen(lp_worker *w, const lp_frame *f) {
+  uint64_t heap;
+  memcpy(&heap, f->body, 8);
+  atomic_store_explicit(&w->heap_bytes, (size_t)heap, memory_order_relaxed);
+}
+
+/* ---- the runtime ------------------------------------------------------- */
+
+/* Reads the child's HELLO and its READY; 0, or -1 with err. */
+static int handshake(lp_worker *w, char *err, size_t errlen) {
+  lp_proc *c = &w->proc;
+  char why[320], cause[64] = "gone";
+  lp_frame f;
+  int r = lp_reader_next(&c->rd, &f);
+  if (r <= 0 || f.kind != LP_FRAME_HELLO) {
+    kill_child(c);
+    reap(c, cause, sizeof cause);
+    snprintf(why, sizeof why, "%s did not start: %s", w->pool->cfg.worker_path,
+             r > 0 ? "it sent no hello" : cause);
+    lp_pool_break(w->pool, w, why, 0);
+    snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
+    return -1;
+  }
+  if (lp_hello_check(&w->pool->cfg.hello, f.body, f.len, err, errlen)) {
+    snprintf(why, sizeof why, "%s cannot serve this host: %s", w->pool->cfg.worker_path, err);
+    kill_child(c);
+    lp_pool_break(w->pool, w, why, 0);
+    snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
+    return -1;
+  }
+  while ((r = lp_reader_next(&c->rd, &f)) > 0 && forward(w, &f)) {}
+  if (r > 0 && f.kind == LP_FRAME_READY && !f.flags && f.len == 8) {
+    heap_seen(w, &f);
+    return 0;
+  }
+  kill_child(c);
+  if (r > 0 && f.kind == LP_FRAME_READY && f.flags)
+    snprintf(err, errlen, "%.*s", (int)(f.len < 512 ? f.len : 512), f.body);
+  else
+    snprintf(err, errlen, "worker %d: its process failed before it was ready", w->slot + 1);
+  return -1;
+}
+
+static int pr_open(lp_worker *w, char *err, size_t errlen) {
+  lp_proc *c = &w->proc;
+  sigset_t pipe;
+  int r;
+  c->to = c->from = c->life = c->rd.fd = -1;
+  sigemptyset(&pipe);  /* a child gone: EPIPE, not a signal to the host */
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+  if (!w->pool->cfg.worker_path) {
+    snprintf(err, errlen, "worker %d: the worker program luapool-worker was not found "
+             "beside the module luapool.core", w->slot + 1);
+    lp_pool_break(w->pool, w, err, 0);
+    return -1;
+  }
+  if ((r = spawn_child(w)) != 0) {
+    char why[320];
+    snprintf(why, sizeof why, "cannot start %s: %s", w->pool->cfg.worker_path, strerror(r));
+    if (r == ENOENT || r == EACCES || r == ENOEXEC) lp_pool_break(w->pool, w, why, 0);
+    snprintf(err, errlen, "worker %d: %s", w->slot + 1, why);
+    return -1;
+  }
+  send_config(w);  /* should the child be gone, the handshake says how */
+  return handshake(w, err, errlen);
+}
+
+static int pr_run(lp_worker *w, lp_task *t) {
+  lp_proc *c = &w->proc;
+  lp_frame f;
+  int r;
+  if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0)
+    lp_write_all(c->to, &c->out);  /* a child gone shows below as the end of its output */
+  c->out.len = 0;
+  for (;;) {
+    if ((r = lp_reader_next(&c->rd, &f)) <= 0) return fault(w, t, r < 0 && errno == EPROTO);
+    if (forward(w, &f)) continue;
+    if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 8) return fault(w, t, 1);
+    heap_seen(w, &f);
+    t->out.len = 0;
+    if (lp_buf_put(&t->out, f.body + 8, f.len - 8)) {
+      t->failed = 1;  /* an empty outcome reads as out of memory */
+      t->out.len = 0;
+      return 1;
+    }
+    t->failed = (f.flags & LP_RESULT_FAILED) != 0;
+    return (f.flags & LP_RESULT_STOPPED) != 0;
+  }
+}
+
+static void pr_close(lp_worker *w) {
+  lp_proc *c = &w->proc;
+  char cause[64];
+  lp_frame f;
+  int r;
+  close_fd(&c->to);  /* the end of its input: it runs teardown and leaves */
+  if (c->alive) {
+    while ((r = lp_reader_next(&c->rd, &f)) > 0 && forward(w, &f)) {}
+    if (r != 0) kill_child(c);
+    reap(c, cause, sizeof cause);
+  }
+  close_fd(&c->from);
+  close_fd(&c->life);
+  lp_buf_free(&c->rd.buf);
+  lp_buf_free(&c->out);
+}
+
+static void pr_interrupt(lp_worker *w) {
+  lp_proc *c = &w->proc;
+  union sigval v;
+  unsigned id = atomic_load(&w->pool->stop) ? 0 : atomic_load(&w->cancel);
+  if (!id && !atomic_load(&w->pool->stop)) return;
+  v.sival_int = (int)id;
+  pthread_mutex_lock(&c->lock);
+  if (c->alive) sigqueue(c->pid, LP_PROC_SIGNAL, v);
+  pthread_mutex_unlock(&c->lock);
+}
+
+static void pr_kill(lp_worker *w) {
+  kill_child(&w->proc);
+}
+
+const lp_runtime lp_rt_process = {"process", pr_open, pr_run, NULL, pr_close, pr_interrupt,
+                                  pr_kill};
