@@ -98,7 +98,7 @@ test-rock:
 # Lint with the settings of .luacheckrc (Debian's lua-check).
 LUACHECK ?= luacheck
 test-luacheck:
-	$(LUACHECK) --no-color -q lua spec bench examples scripts
+	$(LUACHECK) --no-color -q lua spec bench examples scripts bin/luapool
 
 test:
 	sh scripts/test.sh

@@ -65,7 +65,8 @@ local function median(t)
 end
 
 local pool = luapool.new { minThreads = 1, maxThreads = 1, terminateTimeout = 30000 }
-local started, destroyed = false, 0
+local started  -- set by the measured task's "message"
+local destroyed = 0
 pool:on("message", function() started = true end)
 pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
 

@@ -9,7 +9,7 @@ after_each(scope.cleanup)
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local interpreter = jit and "luajit" or _VERSION == "Lua 5.4" and "lua5.4" or "lua5.1"
+local interpreter = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")  -- lua5.1 .. lua5.4
 local COMMAND = os.getenv("LUAPOOL_BIN") and q(os.getenv("LUAPOOL_BIN"))
   or interpreter .. " bin/luapool"
 local TASK = "spec/fixtures/cli_task.lua"

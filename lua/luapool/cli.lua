@@ -322,8 +322,8 @@ local function run(o)
   local cjson = load_cjson()
   local interrupted = sigint_watch()
   local pool = new_pool(o, cjson)  -- the task file is checked before any input is opened
-  local ok, files, size = pcall(open_inputs, o.inputs)
-  if not ok then pool:destroy() error(files, 0) end
+  local opened, files, size = pcall(open_inputs, o.inputs)
+  if not opened then pool:destroy() error(files, 0) end
   local input = { bytes = 0, size = size, pulled = 0 }
   local src = line_source(files, input)
   local stream = imap.stream(pool, function()
