@@ -194,6 +194,22 @@ describe("luapool command", function()
     assert.are.equal('{"id":3}', l[3])
   end)
 
+  it("fails only the line that passes --heap-limit", function()
+    local input = '{"id":1}\n{"big":true}\n{"id":3}\n'
+    local out, _, status = luapool_cmd("-n alloc --heap-limit 16000000 --chunk 3 " .. TASK, input)
+    assert.are.equal(1, status)
+    local l = lines_of(out)
+    assert.are.equal('{"id":1}', l[1])
+    assert.truthy(l[2]:match('^{"error":{"code":"out_of_memory",.*"line":2}}$'), l[2])
+    assert.are.equal('{"id":3}', l[3])
+  end)
+
+  it("keeps every result while --max-memory replaces workers", function()
+    local out, _, status = luapool_cmd("--max-memory 1 --chunk 5 " .. TASK, jsonl(50))
+    assert.are.equal(0, status)
+    assert.are.equal(jsonl(50), out)
+  end)
+
   it("runs with --isolate, -j 1 and --stats", function()
     local out, err, status = luapool_cmd("--isolate -j 1 --stats " .. TASK, jsonl(20))
     assert.are.equal(0, status)
@@ -215,10 +231,11 @@ describe("luapool command", function()
       end)
     end
 
-    it("says the process runtime is not supported yet, in one line", function()
-      local _, err, status = luapool_cmd("--runtime process " .. TASK, "")
-      assert.are.equal(2, status)
-      assert.truthy(err:match("^luapool: [^\n]*process[^\n]*not supported yet[^\n]*\n$"), err)
+    it("runs the lines on process workers with --runtime process", function()
+      local out, err, status = luapool_cmd("--runtime process -n double -j 2 " .. TASK,
+                                           "1\n2\n3\n")
+      assert.are.equal(0, status, err)
+      assert.are.equal("2\n4\n6\n", out)
     end)
   end)
 
@@ -381,8 +398,9 @@ describe("luapool command", function()
     if not has("parallel") then pending("needs GNU parallel (Debian package parallel)") return end
     local input = q(file_of(jsonl(20000)))
     local single = sh(COMMAND .. " -j 1 " .. TASK .. " " .. input)
+    -- one argument: parallel runs it through the shell, keeping its quotes
     local split, err, status = sh("parallel --will-cite --pipe -k --block 50k -j 3 " ..
-      COMMAND .. " -j 1 " .. TASK .. " <" .. input)
+      q(COMMAND .. " -j 1 " .. TASK) .. " <" .. input)
     assert.are.equal(0, status, err)
     assert.are.equal(20000, #lines_of(single))
     assert.are.equal(single, split)

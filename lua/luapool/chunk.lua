@@ -5,8 +5,9 @@
 --
 --   task = { n = count, h = function or nil, f = filename, m = name, [1..n] = inputs }
 --   default(task) -> results[1..n], errors or nil   (errors[i] = { message, value, traceback, workerId })
---   jsonl(task)   -> output, nerrors, nil, k        (task.line: number of the first line;
---                    output: one line per input; k: the first input that failed)
+--   jsonl(task)   -> output, nerrors, nil, k        (task[1]: lines, each ending in "\n";
+--                    task.line: the number of the first; output: one line per line;
+--                    k: the first line that failed)
 --
 -- Whatever prevents running the chunk at all (a task file that cannot load)
 -- is returned as a third value { code, message }, the same for every input.
@@ -114,9 +115,10 @@ function runner.jsonl(task)
   local fn, err = handler_of(task)
   if not fn then return nil, nil, { code = "load_error", message = err } end
   local decode, encode = cjson.decode, cjson.encode
-  local out, nerr, first, first_err = {}, 0, task.line, nil
-  for i = 1, task.n do
-    local okd, value = pcall(decode, task[i])
+  local out, nerr, first, first_err, i = {}, 0, task.line, nil, 0
+  for line in task[1]:gmatch("([^\n]*)\n") do
+    i = i + 1
+    local okd, value = pcall(decode, line)
     local code, msg = "bad_json", value
     if okd then
       local ok, v = call(fn, value)
@@ -133,7 +135,7 @@ function runner.jsonl(task)
       first_err = first_err or i
     end
   end
-  out[task.n + 1] = ""
+  out[i + 1] = ""
   out = table.concat(out, "\n")
   -- cjson writes "/" as "\/": valid, but not what anyone wrote (every "/"
   -- it writes is escaped, so a "\/" pair is always one escape)

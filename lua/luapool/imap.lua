@@ -21,7 +21,7 @@ M.RUNNER = (debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "chunk
 -- the mean run time per input of the tasks settled so far; at most
 -- MAX_CHUNK inputs, and with a known total, at most total / (4 * threads)
 -- so that every worker gets work.
-local TARGET_MS, MAX_CHUNK = 2, 4096
+local TARGET_MS, MAX_CHUNK = 5, 4096
 local PROGRESS_MS = 100  -- onProgress at most 10 times a second
 -- Failures of a whole chunk that are retried one input per task.
 local RETRY = { timeout = true, worker_exited = true, out_of_memory = true, serialize = true }
@@ -56,7 +56,9 @@ end
 
 -- src: a list, or a function returning the next input (nil: no more).
 -- opts: as pool:imap's. how (for the command): run, the runner's function
--- ("default"), and pack(task, rec), which adds fields to a chunk's task.
+-- ("default"); pack(task, rec), which adds fields to a chunk's task; and
+-- blocks: src(n) returns a string of about n lines and their count, and a
+-- chunk is one such block.
 function M.stream(pool, src, opts, how)
   opts = opts or {}
   if type(opts) ~= "table" then bad("options must be a table") end
@@ -81,7 +83,7 @@ function M.stream(pool, src, opts, how)
     ordered = opts.ordered ~= false, window = opts.window or 4 * threads,
     chunk = opts.chunk or 1, auto = opts.chunk == nil, threads = threads,
     order = {}, done = {}, pulled = 0, settled = 0, eof = false,
-    pack = how and how.pack,
+    pack = how and how.pack, blocks = how and how.blocks,
     runner = { filename = M.RUNNER, name = how and how.run or "default",
                signal = opts.signal },
     run_t0 = nil, last_progress = now(), progress_done = -1,
@@ -138,7 +140,7 @@ function Stream:submit(rec)
       self:settle(rec)
       return
     end
-    pool:poll(-1)
+    pool:poll(math.huge)
   end
 end
 
@@ -170,9 +172,14 @@ end
 function Stream:split(rec)
   local pos
   for i, r in ipairs(self.order) do if r == rec then pos = i break end end
+  local inputs = rec.items
+  if self.blocks then
+    inputs = {}
+    for line in rec.items[1]:gmatch("[^\n]*\n") do inputs[#inputs + 1] = line end
+  end
   local parts = {}
   for i = 1, rec.n do
-    parts[i] = { first = rec.first + i - 1, n = 1, items = { rec.items[i] }, parent = rec }
+    parts[i] = { first = rec.first + i - 1, n = 1, items = { inputs[i] } }
   end
   if pos then
     table.remove(self.order, pos)
@@ -197,7 +204,11 @@ end
 function Stream:fill()
   while not self.eof and not self.stopped and #self.order < self.window do
     local items, n, first = {}, 0, self.pulled + 1
-    for _ = 1, self.chunk do
+    if self.blocks then
+      items[1], n = self.next(self.chunk)
+      if items[1] == nil then self.eof, n = true, 0 end
+    end
+    for _ = n + 1, self.blocks and 0 or self.chunk do
       local v = self.next()
       if v == nil then self.eof = true break end
       n = n + 1
@@ -237,7 +248,7 @@ function Stream:take(ms)
       self:progress(true)
       return nil
     end
-    local left = deadline and deadline - now() or -1
+    local left = deadline and deadline - now() or math.huge
     if deadline and left <= 0 then return false end
     -- callbacks already due settle records without blocking
     if pool:poll(0) == 0 then pool:poll(left) end

@@ -34,6 +34,7 @@
 ---@field value any what the handler raised (copied), for `task_error`
 ---@field traceback string? the worker's traceback, when there is one
 ---@field workerId integer? the worker the error happened on
+---@field index integer? the input's index, for an error of `map` or `imap`
 
 ---@class (exact) luapool.ResourceLimits
 ---@field maxHeapBytes? integer bytes (from 256 KiB) a worker state may allocate; past them the task fails with `out_of_memory`
@@ -147,6 +148,20 @@ function Pool:runAll(value, options) end
 ---@param options? luapool.RunOptions
 ---@return any[]
 function Pool:map(list, options) end
+
+---@class (exact) luapool.ImapOptions: luapool.RunOptions
+---@field ordered? boolean results in input order (default), or as they finish
+---@field window? integer chunks taken and not yet consumed, at most (default 4 × maxThreads)
+---@field chunk? integer inputs per task (default: automatic, about 5 ms of work a task)
+---@field failFast? boolean raise the first error and cancel the chunks in flight
+---@field onProgress? fun(done: integer, total: integer?) at most 10 times a second, and once at the end
+---@field total? integer the number of inputs, for onProgress, when the source is a function
+
+---A streaming map: `for i, result, err in pool:imap(source) do ... end`.
+---@param source any[]|fun(): any a list, or a function returning the next input (nil at the end)
+---@param options? luapool.ImapOptions
+---@return fun(): integer?, any, luapool.Error?
+function Pool:imap(source, options) end
 
 ---Blocks until nothing is queued or running, or `ms` milliseconds at most.
 ---@param ms? number
