@@ -9,6 +9,7 @@ local unpack = table.unpack or unpack
 local now = core.now
 
 local luapool = {
+  now = now,  -- a monotonic clock, in ms
   isMainThread = true,
   isWorkerThread = false,
   workerId = nil,
@@ -22,9 +23,15 @@ local luapool = {
 
 local Error = {}
 Error.__index = Error
+-- One line with the code and message; the worker's traceback, when there
+-- is one, on the lines after (what an uncaught error then shows).
 Error.__tostring = function(e)
   local msg = tostring(e.message):gsub("\n.*", "")
-  return "luapool " .. tostring(e.code) .. ": " .. msg
+  local s = "luapool " .. tostring(e.code) .. ": " .. msg
+  if type(e.traceback) == "string" and e.traceback ~= "" then
+    s = s .. "\n" .. e.traceback:gsub("^\n+", "")
+  end
+  return s
 end
 
 local function new_error(code, message, value, traceback, workerId)
@@ -89,6 +96,7 @@ local option_rules = {
   idleTimeout = { kind = "duration" },
   terminateTimeout = { kind = "duration" },
   loadTimeout = { kind = "duration" },
+  closeTimeout = { kind = "duration" },
   maxQueue = { kind = "integer", min = 0, max = MAX_BYTES, huge = true, auto = true },
   isolateWorkers = { kind = "boolean" },
   maxMemoryLimitBeforeRecycle = { kind = "integer", min = 1, max = MAX_BYTES, unit = "bytes" },
@@ -228,6 +236,30 @@ function Task:get()
   error(self._err, 2)
 end
 
+-- For coroutine schedulers: yields the running coroutine until the task
+-- settles, then returns what get() does. Inside a cqueues controller it
+-- yields through cqueues.poll on the pool (a pollable: pollfd, events,
+-- timeout); in another coroutine it yields the pool, for the scheduler to
+-- resume once pool:pollfd() is readable; outside a coroutine it waits as
+-- get() does.
+function Task:await()
+  local pool = self._pool
+  while not self._state do
+    pool:poll()
+    if self._state then break end
+    local cq = package.loaded.cqueues
+    local co, main = coroutine.running()
+    if cq and cq.running and cq.running() then
+      cq.poll(pool)
+    elseif co and not main and (not coroutine.isyieldable or coroutine.isyieldable()) then
+      coroutine.yield(pool)
+    else
+      pool:_await(self)
+    end
+  end
+  return self:get()
+end
+
 function Task:cancel()
   if self._state then return false end
   return self._pool:_abort(self, "cancelled", "The task has been cancelled", "aborted", ABORTED)
@@ -278,17 +310,23 @@ Task.__tostring = function(t) return "luapool.Task (" .. t:status() .. ")" end
 
 -- ctl:abort() stops every task run with ctl.signal: queued ones are taken
 -- off the queue, running ones interrupted; all are rejected with "aborted".
+-- ctl:abort(reason): signal.reason is the reason (by default an error with
+-- code aborted, as Node's AbortError), and each rejection's err.cause.
 function luapool.AbortController()
   local signal = setmetatable({ aborted = false,
                                 _tasks = setmetatable({}, { __mode = "k" }) }, Signal)
   local ctl = { signal = signal }
-  function ctl.abort()
+  function ctl.abort(a, b)  -- ctl:abort(reason), or ctl.abort(reason)
+    local reason
+    if a == ctl then reason = b else reason = a end
     if signal.aborted then return end
     signal.aborted = true
+    if reason == nil then reason = new_error("aborted", "This operation was aborted") end
+    signal.reason = reason
     local tasks = {}
     for task in pairs(signal._tasks) do tasks[#tasks + 1] = task end
     for _, task in ipairs(tasks) do
-      task._pool:_abort(task, "aborted", ABORTED, "aborted", ABORTED)
+      task._pool:_abort(task, "aborted", ABORTED, "aborted", ABORTED, reason)
     end
   end
   return ctl
@@ -301,27 +339,30 @@ local Pool = {}
 local methods = {}
 local fields = {}
 
-local events = { message = true, drain = true, error = true,
-                 workerCreate = true, workerDestroy = true }
+local events = { message = true, drain = true, needsDrain = true, error = true,
+                 workerCreate = true, workerDestroy = true, close = true }
+local EVENT_NAMES = "close, drain, error, message, needsDrain, workerCreate, workerDestroy"
 
 -- Events wait in the pool's queue of due callbacks, in the order they
 -- happened, beside settled tasks; run_due fires them.
 local Event = {}
 Event.__index = Event
 
+-- An event keeps the list of handlers it was emitted to; on, once and off
+-- replace a pool's list rather than change it.
 local function emit(self, name, ...)
-  if not self._handlers[name] then return end
+  local list = self._handlers[name]
+  if not list then return end
   local t = self._dtail + 1
   self._dtail = t
-  self._dueq[t] = setmetatable({ name = name, n = select("#", ...), ... }, Event)
+  self._dueq[t] = setmetatable({ list = list, n = select("#", ...), ... }, Event)
 end
 
 -- The next handler of an event, or nil when all have run.
-function Event:_next_callback(self_pool)
-  local list = self_pool._handlers[self.name]
+function Event:_next_callback()
   local i = (self.i or 0) + 1
   self.i = i
-  return list and list[i]
+  return self.list[i]
 end
 
 -- Timeouts that passed abort their tasks; workers that were interrupted and
@@ -374,11 +415,27 @@ local function run_timers(self)
 end
 
 -- The earliest timer, in ms from now, or nil.
-local function next_timer(self)
+local function first_deadline(self)
   local first
   for _, d in pairs(self._timed) do if not first or d < first then first = d end end
   for _, d in pairs(self._stopping) do if not first or d < first then first = d end end
+  return first
+end
+
+local function next_timer(self)
+  local first = first_deadline(self)
   return first and math.max(0, first - now())
+end
+
+-- Once pollfd() was asked for, its timer follows the earliest timer, so an
+-- event loop that only watches the fd wakes for timeouts too.
+local function rearm(self)
+  if not self._fd or not self._core then return end
+  local first = self._ntimed + self._nstopping > 0 and first_deadline(self) or nil
+  if first ~= self._armed then
+    self._armed = first
+    self._core:arm(first and math.max(0, first - now()) or -1)
+  end
 end
 
 -- Runs the callbacks of settled tasks and the handlers of events, one at a
@@ -392,7 +449,7 @@ local function run_queue(self)
     local i = self._dhead
     local item = q[i]
     if getmetatable(item) == Event then
-      local fn = item:_next_callback(self)
+      local fn = item:_next_callback()
       if fn then fn(unpack(item, 1, item.n)) else q[i] = nil; self._dhead = i + 1 end
     else
       local fn = item:_next_callback()
@@ -414,10 +471,11 @@ end
 local function after_poll(self)
   if self._ntimed + self._nstopping > 0 and self._core then run_timers(self) end
   if self._npending == 0 and not self._drained then
-    self._drained = true
+    self._drained, self._needs_drain = true, false
     emit(self, "drain")
   end
   if self._dhead <= self._dtail then run_due(self) end
+  if self._fd then rearm(self) end
 end
 
 -- A task leaves the pool's books: its timer and its signal forget it.
@@ -496,6 +554,7 @@ function luapool.new(options)
     _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due
     _settled = 0,                    -- tasks settled by the core or an abort, for poll's count
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
+    _once = setmetatable({}, { __mode = "k" }),  -- once's wrappers, by handler
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
     _exits = 0,                      -- workerDestroy events so far
@@ -565,7 +624,11 @@ local function submit(self, value, opts, workerId)
     if getmetatable(signal) ~= Signal then
       raise("invalid_option", "signal argument must be the signal of a luapool.AbortController()")
     end
-    if signal.aborted then raise("aborted", "The task has been aborted") end
+    if signal.aborted then
+      local e = new_error("aborted", "The task has been aborted")
+      e.cause = signal.reason
+      error(e, 2)
+    end
   end
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     raise("invalid_option", "timeout argument must be a non-negative number of milliseconds")
@@ -580,10 +643,16 @@ local function submit(self, value, opts, workerId)
     task._deadline = now() + timeout
     self._timed[task] = task._deadline
     self._ntimed = self._ntimed + 1
+    if self._fd then rearm(self) end
   end
   if signal then
     task._signal = signal
     signal._tasks[task] = true
+  end
+  -- "needsDrain" once every worker is busy, again after the next "drain"
+  if self._handlers.needsDrain and not self._needs_drain and fields.needsDrain(self) then
+    self._needs_drain = true
+    emit(self, "needsDrain")
   end
   return task
 end
@@ -606,19 +675,23 @@ end
 -- Stops a task: a queued one is taken off the queue and rejected with
 -- qcode; a running one is rejected with rcode at once while its worker is
 -- interrupted (and given up on after terminateTimeout). True if it did either.
-function methods._abort(self, task, qcode, qmsg, rcode, rmsg)
+function methods._abort(self, task, qcode, qmsg, rcode, rmsg, cause)
   if task._state or not self._core then return false end
   local p = task._p
   local r = self._core:stop(p)
+  local err
   if r == "queued" then
-    self:_settle_error(task, new_error(qcode, qmsg))
+    err = new_error(qcode, qmsg)
   elseif r == "running" then
     self._stopping[p] = now() + (self._opts.terminateTimeout or DEFAULT_TERMINATE_MS)
     self._nstopping = self._nstopping + 1
-    self:_settle_error(task, new_error(rcode, rmsg))
+    if self._fd then rearm(self) end
+    err = new_error(rcode, rmsg)
   else
     return false
   end
+  err.cause = cause
+  self:_settle_error(task, err)
   return true
 end
 
@@ -723,15 +796,49 @@ function methods.imap(self, src, opts)
   return require("luapool.imap").imap(self, src, opts)
 end
 
-function methods.on(self, event, fn)
+local function check_event(fname, event, fn)
   if not events[event] then
-    bad_argument("pool:on", "unknown event " .. describe_value(event) .. " (events: drain, " ..
-                 "error, message, workerCreate, workerDestroy)")
+    bad_argument(fname, "unknown event " .. describe_value(event) .. " (events: " ..
+                 EVENT_NAMES .. ")")
   end
-  check_function("pool:on", fn)
-  local list = self._handlers[event]
-  if not list then list = {}; self._handlers[event] = list end
+  check_function(fname, fn)
+end
+
+-- A copy of the event's handlers with fn added.
+local function add_handler(self, event, fn)
+  local list = {}
+  for i, f in ipairs(self._handlers[event] or {}) do list[i] = f end
   list[#list + 1] = fn
+  self._handlers[event] = list
+end
+
+function methods.on(self, event, fn)
+  check_event("pool:on", event, fn)
+  add_handler(self, event, fn)
+  return self
+end
+
+-- fn runs for the next event of that name only.
+function methods.once(self, event, fn)
+  check_event("pool:once", event, fn)
+  local function once(...)
+    self:off(event, fn)
+    return fn(...)
+  end
+  self._once[fn] = once
+  add_handler(self, event, once)
+  return self
+end
+
+-- Removes fn (added by on or once) from the event's handlers.
+function methods.off(self, event, fn)
+  check_event("pool:off", event, fn)
+  local list, wrapped = {}, self._once[fn]
+  for _, f in ipairs(self._handlers[event] or {}) do
+    if f ~= fn and f ~= wrapped then list[#list + 1] = f end
+  end
+  self._once[fn] = nil
+  self._handlers[event] = list[1] and list or nil
   return self
 end
 
@@ -773,11 +880,30 @@ function methods.recycleWorkers(self, opts)
   return done
 end
 
-function methods.close(self)
+-- close([{ force = true }]): refuses new tasks; waits for the queued ones
+-- (force: rejects them, cancelled) and the running ones, at most
+-- closeTimeout ms (past it, destroys and says so through "error"); then
+-- destroys and fires "close".
+local close_rules = { force = { kind = "boolean" } }
+
+function methods.close(self, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      bad_argument("pool:close", "options must be a table, not " .. describe_value(opts))
+    end
+    check_fields(opts, close_rules, "")
+  end
   if self._destroyed then return end
   self._closed = true
-  self:wait()
+  if opts and opts.force then self:cancelPendingTasks() end
+  local limit = self._opts.closeTimeout
+  if not self:wait(limit) then
+    emit(self, "error", new_error("timeout", ("The pool did not finish its tasks within " ..
+      "closeTimeout (%g ms): it is destroyed"):format(limit)))
+  end
   self:destroy()
+  emit(self, "close")
+  after_poll(self)
 end
 
 function methods.destroy(self)
@@ -798,7 +924,12 @@ end
 
 function methods.pollfd(self)
   if self._destroyed then raise("destroyed", "The pool is destroyed") end
-  return self._core:pollfd()
+  local fd = self._core:pollfd()
+  if not self._fd then
+    self._fd = true
+    rearm(self)
+  end
+  return fd
 end
 function methods.events() return "r" end
 -- For event loops (cqueues' pollable protocol): seconds until the pool needs
@@ -815,6 +946,8 @@ end
 
 function fields.queueSize(self) return self._core and self._core:queueSize() or 0 end
 function fields.completed(self) return self._completed end
+function fields.minThreads(self) return self._opts.minThreads end
+function fields.maxThreads(self) return self._opts.maxThreads end
 -- The real-time signal that interrupts this pool's workers (the first one
 -- from SIGRTMIN+5 up that the host leaves alone).
 function fields.interruptSignal(self) return self._core and self._core:signal() end

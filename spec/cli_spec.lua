@@ -9,7 +9,7 @@ after_each(scope.cleanup)
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local interpreter = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")  -- lua5.1 .. lua5.4
+local interpreter = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 local COMMAND = os.getenv("LUAPOOL_BIN") and q(os.getenv("LUAPOOL_BIN"))
   or interpreter .. " bin/luapool"
 local TASK = "spec/fixtures/cli_task.lua"
@@ -298,7 +298,9 @@ describe("luapool command", function()
     -- command flushes what it has while it waits
     local _, err, status = sh(COMMAND .. " -n gate --chunk 10 -j 2 --worker-data " .. wd .. " " ..
       TASK .. " " .. q(input) .. " >" .. q(out) .. " & pid=$!; " ..
-      "while [ \"$(wc -l <" .. q(out) .. " 2>/dev/null)\" != 100 ]; do sleep 0.01; done; " ..
+      -- bounded: a command that died or never got there must not hang the suite
+      "i=0; while [ \"$(wc -l <" .. q(out) .. " 2>/dev/null)\" != 100 ] && kill -0 $pid 2>/dev/null " ..
+      "&& [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done; " ..
       "kill -INT $pid; wait $pid")
     assert.are.equal(130, status, err)
     assert.are.equal(jsonl(100), read(out))

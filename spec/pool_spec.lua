@@ -123,17 +123,19 @@ describe("pool:run", function()
     assert.truthy(err.traceback:find("handlers.lua", 1, true))
     assert.equal(1, err.workerId)
     local s = tostring(err)
-    assert.truthy(s:find("task_error", 1, true))
-    assert.falsy(s:find("\n", 1, true))
+    assert.equal("luapool task_error: boom", s:match("^[^\n]*"))
+    assert.equal(s:match("^[^\n]*") .. "\n" .. err.traceback, s)  -- the traceback follows
     err = rejection(pool:run(nil, { name = "fail_table" }))
     assert.same({ reason = "bad input", n = 42 }, err.value)
   end)
 
-  it("keeps tostring of a multi-line error to one line", function()
+  it("keeps the first line of tostring to the message's first line, then the traceback", function()
     local pool = new { filename = HANDLERS, maxThreads = 1 }
     local err = rejection(pool:run("line one\nline two", { name = "fail" }))
     assert.equal("line one\nline two", err.message)
-    assert.falsy(tostring(err):find("\n", 1, true))
+    assert.equal("luapool task_error: line one", tostring(err):match("^[^\n]*"))
+    assert.falsy(tostring(err):find("line two", 1, true))
+    assert.equal("luapool cancelled: x", tostring(luapool._error("cancelled", "x")))  -- no traceback: one line
   end)
 
   it("tells errors from other values with luapool.isError", function()

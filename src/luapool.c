@@ -510,6 +510,13 @@ static int pool_stats(lua_State *L) {
   return 1;
 }
 
+/* pool:arm(ms): the pollfd becomes readable in ms (negative: never) */
+static int pool_arm(lua_State *L) {
+  if (lp_pool_arm_timer(check_pool(L), luaL_checknumber(L, 2)))
+    return luaL_error(L, "luapool: cannot arm the pollfd's timer");
+  return 0;
+}
+
 static int pool_pollfd(lua_State *L) {
   int fd = lp_pool_pollfd(check_pool(L));
   if (fd < 0) return luaL_error(L, "luapool: pollfd: cannot make a pipe");
@@ -543,7 +550,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
-    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd},
+    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd}, {"arm", pool_arm},
     {"destroy", pool_destroy}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
   pin_module();

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include "interrupt.h"
 #include "pool.h"
@@ -263,7 +265,7 @@ lp_pool *lp_pool_new(void) {
   if (!p) return NULL;
   atomic_init(&p->refs, 1);
   atomic_init(&p->pipe_w, -1);
-  p->pipe_r = -1;
+  p->pipe_r = p->timer_fd = p->poll_fd = -1;
   return p;
 }
 
@@ -626,8 +628,10 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   if (timeout_ms >= LP_FOREVER_MS) timeout_ms = -1;
   if (p->pipe_r >= 0) {  /* drain, then re-arm: a post after this writes */
     char sink[64];
+    uint64_t expired;
     while (read(p->pipe_r, sink, sizeof sink) > 0) {}
     atomic_store(&p->fd_armed, 0);
+    if (read(p->timer_fd, &expired, sizeof expired) < 0) {}  /* EAGAIN: not due */
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
@@ -652,18 +656,33 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   return take_all(p);
 }
 
+/* The epoll set of the pipe workers write to and a timerfd, so that an
+** event loop wakes for results and for the Lua side's timers alike. */
+static int make_poll_fd(lp_pool *p, int *fd) {
+  struct epoll_event ev;
+  int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), efd = -1;
+  if (tfd < 0 || (efd = epoll_create1(EPOLL_CLOEXEC)) < 0) goto fail;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  if (epoll_ctl(efd, EPOLL_CTL_ADD, fd[0], &ev) || epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev))
+    goto fail;
+  p->timer_fd = tfd;
+  p->poll_fd = efd;
+  return 0;
+fail:
+  if (tfd >= 0) close(tfd);
+  if (efd >= 0) close(efd);
+  return -1;
+}
+
 int lp_pool_pollfd(lp_pool *p) {
   if (p->pipe_r < 0) {
-    int fd[2], i;
-    if (pipe(fd)) return -1;
-    for (i = 0; i < 2; i++) {
-      int fl = fcntl(fd[i], F_GETFL);
-      if (fl < 0 || fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
-          fcntl(fd[i], F_SETFD, FD_CLOEXEC) < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return -1;
-      }
+    int fd[2];
+    if (pipe2(fd, O_NONBLOCK | O_CLOEXEC)) return -1;
+    if (make_poll_fd(p, fd)) {
+      close(fd[0]);
+      close(fd[1]);
+      return -1;
     }
     p->pipe_r = fd[0];
     atomic_store(&p->fd_armed, 0);
@@ -673,7 +692,20 @@ int lp_pool_pollfd(lp_pool *p) {
       if (write(fd[1], "", 1) < 0) return -1;
     }
   }
-  return p->pipe_r;
+  return p->poll_fd;
+}
+
+int lp_pool_arm_timer(lp_pool *p, double ms) {
+  struct itimerspec it;
+  memset(&it, 0, sizeof it);
+  if (p->timer_fd < 0) return 0;
+  if (ms >= 0 && ms < LP_FOREVER_MS) {
+    double ns = ms > 0 ? ms * 1e6 : 1;  /* 0 would disarm */
+    it.it_value.tv_sec = (time_t)(ns / 1e9);
+    it.it_value.tv_nsec = (long)(ns - (double)it.it_value.tv_sec * 1e9);
+    if (!it.it_value.tv_sec && !it.it_value.tv_nsec) it.it_value.tv_nsec = 1;
+  }
+  return timerfd_settime(p->timer_fd, 0, &it, NULL) ? -1 : 0;
 }
 
 /* ---- the end ----------------------------------------------------------- */
@@ -776,6 +808,8 @@ void lp_pool_release(lp_pool *p) {
   if (p->pipe_r >= 0) {
     close(p->pipe_r);
     close(atomic_load(&p->pipe_w));
+    close(p->timer_fd);
+    close(p->poll_fd);
   }
   free(p->cfg.filename);
   free(p->cfg.name);

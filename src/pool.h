@@ -165,6 +165,8 @@ struct lp_pool {
   atomic_int pipe_w;          /* made by pollfd(); -1 until then */
   int pipe_r;
   atomic_int fd_armed;
+  int timer_fd;               /* pollfd(): readable when a timer of the Lua side is due */
+  int poll_fd;                /* pollfd(): an epoll set of pipe_r and timer_fd */
   /* main thread only */
   int initialized;
   lp_msg *backlog;            /* taken but not yet handed to Lua */
@@ -220,7 +222,10 @@ void lp_pool_sleeper_remove(lp_pool *p, lp_worker *w);
 lp_msg *lp_pool_take(lp_pool *p, double timeout_ms);  /* FIFO batch */
 void lp_msg_free(lp_pool *p, lp_msg *m);      /* joins and frees on EXIT */
 void lp_pool_maintain(lp_pool *p);            /* start workers as needed */
+/* An fd readable while take() has work or the timer is due; -1 on failure. */
 int lp_pool_pollfd(lp_pool *p);
+/* Main thread: the pollfd becomes readable in ms (negative: never); 0 or -1. */
+int lp_pool_arm_timer(lp_pool *p, double ms);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);

@@ -1,4 +1,5 @@
 /* A worker's Lua state, apart from whatever thread or process drives it. */
+#include <ctype.h>
 #include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -297,8 +298,67 @@ static void push_header_string(lua_State *L, task_io *t, size_t *pos) {
   *pos = (size_t)(p - (const unsigned char *)t->in) + (size_t)n;
 }
 
+#define BRIEF_FIELDS 6
+#define BRIEF_CHARS 40
+
+/* Pushes a key or value of a table raised as an error, briefly. */
+static void push_brief(lua_State *L, int i, int iskey) {
+  int t = lua_type(L, i);
+  if (t == LUA_TSTRING) {
+    size_t n, k;
+    const char *s = lua_tolstring(L, i, &n);
+    int name = iskey && n > 0 && n <= BRIEF_CHARS && (isalpha((unsigned char)*s) || *s == '_');
+    for (k = 0; name && k < n; k++) name = isalnum((unsigned char)s[k]) || s[k] == '_';
+    lua_pushlstring(L, s, n < BRIEF_CHARS ? n : BRIEF_CHARS);
+    if (name) return;
+    lua_pushfstring(L, iskey ? "[\"%s%s\"]" : "\"%s%s\"", lua_tostring(L, -1),
+                    n > BRIEF_CHARS ? "..." : "");
+  } else if (t == LUA_TNUMBER) {
+    lua_pushvalue(L, i);
+    lua_pushfstring(L, iskey ? "[%s]" : "%s", lua_tostring(L, -1));
+  } else if (t == LUA_TBOOLEAN) {
+    lua_pushstring(L, lua_toboolean(L, i) ? "true" : "false");
+    lua_pushfstring(L, iskey ? "[%s]" : "%s", lua_tostring(L, -1));
+  } else {
+    lua_pushstring(L, luaL_typename(L, i));
+    lua_pushfstring(L, iskey ? "[%s]" : "%s", lua_tostring(L, -1));
+  }
+  lua_remove(L, -2);
+}
+
+/* A table raised with no message: "{reason = "bad input", n = 42}", its
+** first BRIEF_FIELDS fields in table order. v is absolute. */
+static void push_brief_table(lua_State *L, int v) {
+  int n = 0, parts = 1;
+  luaL_checkstack(L, 4 * BRIEF_FIELDS + 8, "error message");
+  lua_pushliteral(L, "{");
+  lua_pushnil(L);
+  while (lua_next(L, v)) {     /* pieces, key, value */
+    if (n++ == BRIEF_FIELDS) {
+      lua_pop(L, 2);
+      lua_pushliteral(L, ", ...");
+      parts++;
+      break;
+    }
+    if (n > 1) {
+      lua_pushliteral(L, ", ");
+      lua_insert(L, -3);
+      parts++;
+    }
+    push_brief(L, -2, 1);
+    lua_pushliteral(L, " = ");
+    push_brief(L, -3, 0);      /* pieces, key, value, k, " = ", v */
+    lua_remove(L, -4);
+    lua_pushvalue(L, -4);
+    lua_remove(L, -5);         /* pieces, k, " = ", v, key */
+    parts += 3;
+  }
+  lua_pushliteral(L, "}");
+  lua_concat(L, parts + 1);
+}
+
 /* The message for an error value: strings as they are, tables by their
-** `message` field, the rest by their type. */
+** `message` field or else briefly, the rest by their type. */
 static void push_message(lua_State *L, int v) {
   if (lua_type(L, v) == LUA_TSTRING || lua_type(L, v) == LUA_TNUMBER) {
     lua_pushvalue(L, v);
@@ -310,6 +370,8 @@ static void push_message(lua_State *L, int v) {
     lua_rawget(L, v);
     if (lua_type(L, -1) == LUA_TSTRING) return;
     lua_pop(L, 1);
+    push_brief_table(L, v > 0 ? v : lua_gettop(L) + v + 1);
+    return;
   }
   lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, v));
 }

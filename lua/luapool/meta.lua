@@ -23,7 +23,7 @@
 ---| "invalid_argument"  # a bad argument to a function or method
 ---| "worker_error"      # an "error" event about a worker, tied to no task
 
----@alias luapool.Event "message"|"drain"|"error"|"workerCreate"|"workerDestroy"
+---@alias luapool.Event "message"|"drain"|"needsDrain"|"error"|"workerCreate"|"workerDestroy"|"close"
 
 ---@alias luapool.TaskStatus "pending"|"running"|"fulfilled"|"rejected"
 
@@ -34,6 +34,7 @@
 ---@field value any what the handler raised (copied), for `task_error`
 ---@field traceback string? the worker's traceback, when there is one
 ---@field workerId integer? the worker the error happened on
+---@field cause any the abort signal's reason, for a task aborted through it
 ---@field index integer? the input's index, for an error of `map` or `imap`
 
 ---@class (exact) luapool.ResourceLimits
@@ -52,6 +53,7 @@
 ---@field isolateWorkers? boolean a fresh Lua state for every task
 ---@field terminateTimeout? number ms a worker has to stop once interrupted (default 1000)
 ---@field loadTimeout? number ms a task file's top level may run when a worker loads it (default 60000)
+---@field closeTimeout? number ms `close()` waits for tasks before it destroys the pool (default: no limit)
 ---@field maxMemoryLimitBeforeRecycle? integer heap bytes after a task above which the worker is replaced
 ---@field resourceLimits? luapool.ResourceLimits
 ---@field teardown? string function of the task file called before a worker state closes
@@ -84,6 +86,7 @@
 
 ---@class luapool.AbortSignal
 ---@field aborted boolean
+---@field reason any what `abort(reason)` was given (an aborted luapool.Error by default)
 
 ---@class luapool.AbortController
 ---@field signal luapool.AbortSignal
@@ -91,7 +94,8 @@ local AbortController = {}
 
 ---Rejects every unsettled task run with this signal with `aborted`:
 ---queued ones leave the queue, running ones are interrupted.
-function AbortController:abort() end
+---@param reason? any becomes `signal.reason` and each rejection's `err.cause`
+function AbortController:abort(reason) end
 
 ---A task run on the pool; Node's promise, as an object to wait on.
 ---@class luapool.Task
@@ -118,6 +122,12 @@ function Task:cancel() end
 ---@return luapool.Task self
 function Task:onDone(fn) end
 
+---For coroutine schedulers: yields until the task settles (through
+---`cqueues.poll` inside a cqueues controller; else yields the pool, a
+---pollable), then returns what `get()` does. Outside a coroutine, waits.
+---@return any ...
+function Task:await() end
+
 ---A pool of worker threads. Fields are read-only views of its state.
 ---@class luapool.Pool
 ---@field queueSize integer tasks waiting for a worker
@@ -130,6 +140,8 @@ function Task:onDone(fn) end
 ---@field waitTime luapool.Stats how long tasks waited in the queue
 ---@field options luapool.Options a copy, defaults filled in
 ---@field interruptSignal integer the real-time signal that interrupts this pool's thread workers
+---@field minThreads integer workers kept alive (options.minThreads, resolved)
+---@field maxThreads integer workers at most (options.maxThreads, resolved)
 local Pool = {}
 
 ---Queues a task; returns at once.
@@ -189,10 +201,22 @@ function Pool:timeout() end
 ---@param event "message"
 ---@param fn fun(value: any, workerId: integer)
 ---@return luapool.Pool self
----@overload fun(self: luapool.Pool, event: "drain", fn: fun()): luapool.Pool
+---@overload fun(self: luapool.Pool, event: "drain"|"needsDrain"|"close", fn: fun()): luapool.Pool
 ---@overload fun(self: luapool.Pool, event: "error", fn: fun(err: luapool.Error)): luapool.Pool
 ---@overload fun(self: luapool.Pool, event: "workerCreate"|"workerDestroy", fn: fun(workerId: integer)): luapool.Pool
 function Pool:on(event, fn) end
+
+---As `on`, for the next such event only.
+---@param event luapool.Event
+---@param fn function
+---@return luapool.Pool self
+function Pool:once(event, fn) end
+
+---Removes a handler added by `on` or `once`.
+---@param event luapool.Event
+---@param fn function
+---@return luapool.Pool self
+function Pool:off(event, fn) end
 
 ---Rejects every queued task with `cancelled`; running ones finish.
 ---@return integer cancelled
@@ -205,8 +229,10 @@ function Pool:cancelPendingTasks() end
 ---@return boolean done
 function Pool:recycleWorkers(options) end
 
----Refuses new tasks, lets queued and running ones finish, then destroys.
-function Pool:close() end
+---Refuses new tasks, lets queued (unless `force`: rejected `cancelled`) and
+---running ones finish, at most closeTimeout ms, then destroys; fires "close".
+---@param options? { force?: boolean }
+function Pool:close(options) end
 
 ---Rejects every unsettled task with `terminated` and stops the workers. Idempotent.
 function Pool:destroy() end
@@ -232,6 +258,10 @@ function WorkerView.postMessage(value) end
 ---@field workerData any nil on the main thread
 ---@field _VERSION string
 local luapool = {}
+
+---A monotonic clock, in milliseconds.
+---@return number
+function luapool.now() end
 
 ---@param options? luapool.Options
 ---@return luapool.Pool
