@@ -56,12 +56,14 @@ check_suite() {
 for suite in $suites; do
   log=build/test-$suite.log
   printf '== %s\n' "$suite"
+  start=$(date +%s)
   make --no-print-directory "test-$suite" >"$log" 2>&1
   rc=$?
   case " $check_suites " in
     *" $suite "*) check_suite "$suite" "$log" $rc ;;
     *) busted_suite "$suite" "$log" $rc ;;
   esac
+  echo "($suite: $(($(date +%s) - start)) s)"
 done
 echo "$pending pending (specs that do not apply to that Lua, e.g. <close> before 5.4)"
 echo "$passed passed, $failed failed"
