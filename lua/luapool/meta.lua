@@ -52,6 +52,7 @@
 ---@field workerData? any a value copied into every worker as `luapool.workerData`
 ---@field isolateWorkers? boolean a fresh Lua state for every task
 ---@field terminateTimeout? number ms a worker has to stop once interrupted (default 1000)
+---@field loadTimeout? number ms a task file's top level may run when a worker loads it (default 60000)
 ---@field closeTimeout? number ms `close()` waits for tasks before it destroys the pool (default: no limit)
 ---@field maxMemoryLimitBeforeRecycle? integer heap bytes after a task above which the worker is replaced
 ---@field resourceLimits? luapool.ResourceLimits
