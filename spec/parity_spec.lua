@@ -279,3 +279,30 @@ describe("luapool.new refuses what loading the file tells", function()
     assert.equal("load_error", rejection(pool:run(1)).code)
   end)
 end)
+
+describe("threadId", function()
+  it("is unique for the life of the process, in pool.threads and the worker view", function()
+    local view = function() local l = require "luapool" return l.threadId, l.workerId end
+    local a = new { handler = view, minThreads = 2, maxThreads = 2 }
+    local b = new { handler = view, minThreads = 1, maxThreads = 1 }
+    local seen = {}
+    local function collect(pool)
+      for _, t in ipairs(pool:runAll()) do
+        local tid, wid = t:get()
+        assert.is_number(tid)
+        assert.is_nil(seen[tid], "threadId " .. tid .. " twice")
+        seen[tid] = wid
+        local found = false
+        for _, row in ipairs(pool.threads) do found = found or (row.threadId == tid and row.id == wid) end
+        assert.is_true(found, "pool.threads has no row with threadId " .. tid)
+      end
+    end
+    collect(a)
+    collect(b)
+    a:recycleWorkers()  -- the same slots, new threads: new ids
+    collect(a)
+    local n = 0
+    for _ in pairs(seen) do n = n + 1 end
+    assert.equal(5, n)
+  end)
+end)

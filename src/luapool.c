@@ -498,7 +498,7 @@ static int pool_queue_size(lua_State *L) {
 
 /* pool:threads() -> { {id, busy, tasks, heapBytes}, ... } of live workers */
 static int pool_threads(lua_State *L) {
-  typedef struct { int id, busy; lua_Integer tasks, heap; } row;
+  typedef struct { int id, busy; lua_Integer tasks, heap, thread_id; } row;
   lp_pool *p = check_pool(L);
   row *rows = (row *)lua_newuserdata(L, (size_t)p->cfg.max_threads * sizeof *rows);
   int i, n = 0;
@@ -507,6 +507,7 @@ static int pool_threads(lua_State *L) {
     lp_worker *w = p->slots[i].w;
     if (!w || w->leaving) continue;
     rows[n].id = i + 1;
+    rows[n].thread_id = (lua_Integer)w->thread_id;
     rows[n].busy = atomic_load_explicit(&w->busy, memory_order_relaxed);
     rows[n].tasks = (lua_Integer)atomic_load_explicit(&w->ntasks, memory_order_relaxed);
     rows[n].heap = (lua_Integer)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed);
@@ -515,9 +516,11 @@ static int pool_threads(lua_State *L) {
   pthread_mutex_unlock(&p->lock);
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushinteger(L, rows[i].id);
     lua_setfield(L, -2, "id");
+    lua_pushinteger(L, rows[i].thread_id);
+    lua_setfield(L, -2, "threadId");
     lua_pushboolean(L, rows[i].busy);
     lua_setfield(L, -2, "busy");
     lua_pushinteger(L, rows[i].tasks);

@@ -190,6 +190,11 @@ static int create_thread(lp_pool *p, lp_worker *w) {
 ** slot is free yet: a leaving worker holds it until the main thread has
 ** its EXIT, which starts the workers then needed (never wait for a thread
 ** here: it may be running a teardown). */
+/* threadId: unique for the life of the process, across its pools, as
+** Node's is. The one counter luapool keeps outside a pool: no pool can own
+** a process-wide sequence, and an atomic add is all it needs. */
+static atomic_uint_fast64_t thread_ids;
+
 static int start_worker(lp_pool *p) {
   int slot;
   lp_worker *w;
@@ -199,6 +204,7 @@ static int start_worker(lp_pool *p) {
   w->pool = p;
   w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
+  w->thread_id = atomic_fetch_add(&thread_ids, 1) + 1;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
   if (lp_cond_init(&w->wake)) {

@@ -44,6 +44,7 @@ static int th_open(lp_worker *w, char *err, size_t errlen) {
   w->st.host.message = post_message;
   w->st.host.event = post_event;
   w->st.worker_id = w->slot + 1;
+  w->st.thread_id = (lua_Integer)w->thread_id;
   w->st.intr.cancel = &w->cancel;
   w->st.intr.stop = &w->pool->stop;
   if (lp_state_open(&w->st, err, errlen)) return -1;

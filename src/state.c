@@ -72,6 +72,10 @@ static void push_view(lua_State *L, lp_state *s) {
   lua_setfield(L, -2, "isWorkerThread");
   lua_pushinteger(L, s->worker_id);
   lua_setfield(L, -2, "workerId");
+  if (s->thread_id) {
+    lua_pushinteger(L, s->thread_id);
+    lua_setfield(L, -2, "threadId");
+  }
   set_field_string(L, "runtime", s->cfg->runtime ? s->cfg->runtime : "threads");
   lua_pushlightuserdata(L, s);
   lua_pushcclosure(L, worker_post_message, 1);

@@ -48,6 +48,7 @@ typedef struct lp_state {
   const lp_state_config *cfg;
   lp_state_host host;
   int worker_id;
+  lua_Integer thread_id;        /* 0: not known (shown as nil) */
   lp_intr intr;                 /* cancel and stop set by the runtime */
   lua_State *L;
   lp_heap heap;

@@ -80,6 +80,7 @@
 ---A live worker, as `pool.threads` lists it.
 ---@class luapool.ThreadInfo
 ---@field id integer the worker's slot, 1..maxThreads
+---@field threadId integer unique for the life of the process (never reused)
 ---@field busy boolean
 ---@field tasks integer tasks it has run
 ---@field heapBytes integer its Lua state's heap after its last task
@@ -242,6 +243,7 @@ function Pool:destroy() end
 ---@field isMainThread false
 ---@field isWorkerThread true
 ---@field workerId integer 1..maxThreads, unique among live workers
+---@field threadId integer? unique for the life of the host process (thread workers)
 ---@field workerData any a copy of the pool's `workerData`
 ---@field runtime "threads"|"process" the runtime this worker runs in
 local WorkerView = {}
