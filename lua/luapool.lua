@@ -256,7 +256,7 @@ function Task:await()
     local cq = package.loaded.cqueues
     local co, main = coroutine.running()
     if cq and cq.running and cq.running() then
-      cq.poll(pool)
+      cq.poll(pool, 0.1)  -- a bound, should a wake-up of the fd be missed
     elseif co and not main and (not coroutine.isyieldable or coroutine.isyieldable()) then
       coroutine.yield(pool)
     else
