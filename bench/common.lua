@@ -68,7 +68,7 @@ function b.setenv(k, v) ffi.C.setenv(k, v, 1) end
 function b.main(side, script, benches)
   if not benches[b.bench] then
     io.stderr:write("usage: luajit ", script,
-      " throughput|latency|cpu|payload|isolate|memory|startup [key=value ...]\n")
+      " throughput|latency|cpu|payload|isolate|memory|startup|channel [key=value ...]\n")
     os.exit(2)
   end
   local ok, err = xpcall(benches[b.bench], debug.traceback)

@@ -187,6 +187,26 @@ function benches.memory()
   pool:destroy()
 end
 
+-- Channels between two workers (luapool only: the peers have none to compare).
+function benches.channel()
+  local pool = new_pool("channel", 2)
+  local ping, pong = luapool.channel(1), luapool.channel(1)
+  local n, warm = num("n", 20000), num("warm", 2000)
+  local echo = pool:run({ ping = ping, pong = pong }, { name = "pong" })
+  local us = pool:run({ ping = ping, pong = pong, n = n, warm = warm }, { name = "ping" }):get()
+  assert(echo:get() == true)
+  emit("pingpong_p50_us", "us", us[math.ceil(n / 2)])
+
+  local values = num("values", 1000000)
+  local ch = luapool.channel(num("capacity", 4096))
+  local s = now_ms()
+  local consumer = pool:run({ ch = ch }, { name = "consume" })
+  local producer = pool:run({ ch = ch, n = values }, { name = "produce" })
+  assert(producer:get() == true and consumer:get() == values, "channel: values lost")
+  emit("values_per_s", "values/s", values / ((now_ms() - s) / 1000))
+  pool:destroy()
+end
+
 function benches.startup()
   -- t0 was taken before luapool was loaded; bench/run.lua also times the whole process.
   local pool = new_pool("empty", 2)

@@ -45,6 +45,10 @@ local BENCHES = {
     full = { workers = 8, sleep_ms = 100 }, quick = { workers = 8, sleep_ms = 100 } },
   { name = "startup", metrics = { { "first_result_ms", "ms", "lower" } },
     full = {}, quick = {}, outer = "first_result_ms" },
+  { name = "channel", metrics = {
+      { "pingpong_p50_us", "us", "lower" }, { "values_per_s", "values/s", "higher" } },
+    full = { n = 20000, warm = 2000, values = 1000000 },
+    quick = { n = 5000, warm = 1000, values = 200000 }, pools = { luapool = true } },
   -- the luapool command against a single-threaded loop and GNU parallel (cli_bench.lua)
   { name = "cli", metrics = {
       { "identity_lines_per_s", "lines/s", "higher" }, { "cpu_lines_per_s", "lines/s", "higher" } },

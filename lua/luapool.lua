@@ -47,6 +47,12 @@ function luapool.isError(v)
   return getmetatable(v) == Error
 end
 luapool._error = new_error  -- for luapool.imap
+core.error_metatable(Error)  -- errors of channels and buffers, raised in C
+
+-- Channels and shared buffers (C objects shared by reference with thread
+-- workers, which have the same two functions in their `luapool`).
+luapool.channel = core.channel
+luapool.buffer = core.buffer
 
 -- A bad argument to a function of the API: `fname: what was wrong`.
 local function bad_argument(fname, what)
@@ -250,7 +256,7 @@ function Task:await()
     local cq = package.loaded.cqueues
     local co, main = coroutine.running()
     if cq and cq.running and cq.running() then
-      cq.poll(pool)
+      cq.poll(pool, 0.1)  -- a bound, should a wake-up of the fd be missed
     elseif co and not main and (not coroutine.isyieldable or coroutine.isyieldable()) then
       coroutine.yield(pool)
     else
@@ -526,7 +532,8 @@ end
 function luapool.new(options)
   local opts = check_options(options)
   local cfg = {
-    filename = opts.filename, name = opts.name, handler = opts.handler,
+    -- the name as given: without one, a file need not have "default"
+    filename = opts.filename, name = options and options.name, handler = opts.handler,
     minThreads = opts.minThreads, maxThreads = opts.maxThreads,
     idleTimeout = opts.idleTimeout,
     maxQueue = opts.maxQueue == math.huge and -1 or opts.maxQueue,
@@ -549,6 +556,15 @@ function luapool.new(options)
   end
   local c, code, msg = core.new(cfg)
   if not c then raise(code, msg) end
+  -- What only running the file tells (a name or teardown it lacks, a value
+  -- that is no handler) is known once the first worker has loaded it.
+  if opts.filename and opts.minThreads > 0 then
+    local err = c:loaded(opts.loadTimeout)
+    if err then
+      c:destroy(opts.terminateTimeout or DEFAULT_TERMINATE_MS)
+      raise("load_error", err)
+    end
+  end
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0,
     _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due
@@ -872,8 +888,10 @@ function methods.recycleWorkers(self, opts)
   if self._closed then raise("destroyed", "The pool is destroyed") end
   self:poll()  -- take in exits that happened before: they do not count
   if not self._core then raise("destroyed", "The pool is destroyed") end
+  local retiring, code, msg = self._core:retire(runtime)
+  if not retiring then raise(code, msg) end
   if runtime then self._opts.runtime = runtime end
-  local target = self._exits + self._core:retire(runtime)
+  local target = self._exits + retiring
   local done = block_until(self, function() return self._exits >= target end,
                            opts and opts.timeout)
   if self._core then self._core:maintain() end

@@ -378,9 +378,9 @@ for _, code in ipairs { "task_error", "cancelled", "aborted", "timeout", "termin
 end
 print(("soak: seed %d: %d tasks in %d pools settled once each (%d fulfilled, %d rejected: %s); " ..
        "%d refused queue_full, %d runAll, %d recycleWorkers, %d cancelPendingTasks, %d cancels, " ..
-       "%d aborts, %d messages, %d workers given up on; fds %d -> %d, threads %d -> %d, " ..
+       "%d aborts, %d gets, %d messages, %d workers given up on; fds %d -> %d, threads %d -> %d, " ..
        "rss %.1f -> %.1f MiB, %d s: ok"):format(
   args.seed, total.tasks, total.pools, total.fulfilled, total.rejected, table.concat(parts, ", "),
   total.refused, total.runAll, total.recycles, total.cancelPending, total.cancels, total.aborts,
-  total.messages, total.gaveUp, start.fds, fds, start.threads, threads, start.rss, rss_mib(),
+  total.gets, total.messages, total.gaveUp, start.fds, fds, start.threads, threads, start.rss, rss_mib(),
   os.time() - start.t))

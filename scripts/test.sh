@@ -8,6 +8,7 @@ passed=0 failed=0 pending=0
 
 suites="luacheck luajit process lua51 lua52 lua53 lua54 asan tsan valgrind soak-asan soak-tsan rock"
 check_suites="luacheck soak-asan soak-tsan"  # the others run busted
+limit=${SUITE_TIMEOUT:-1200}  # seconds; the longest suite takes about 2 minutes
 
 # What a failed suite's log says, in short.
 excerpt() {
@@ -56,12 +57,18 @@ check_suite() {
 for suite in $suites; do
   log=build/test-$suite.log
   printf '== %s\n' "$suite"
-  make --no-print-directory "test-$suite" >"$log" 2>&1
+  start=$(date +%s)
+  # a suite that hangs is stopped (with what it started) and counted failed
+  timeout -k 30 "$limit" make --no-print-directory "test-$suite" >"$log" 2>&1
   rc=$?
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "$suite: stopped after $limit s (SUITE_TIMEOUT)" >>"$log"
+  fi
   case " $check_suites " in
     *" $suite "*) check_suite "$suite" "$log" $rc ;;
     *) busted_suite "$suite" "$log" $rc ;;
   esac
+  echo "($suite: $(($(date +%s) - start)) s)"
 done
 echo "$pending pending (specs that do not apply to that Lua, e.g. <close> before 5.4)"
 echo "$passed passed, $failed failed"

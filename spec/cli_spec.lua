@@ -15,17 +15,14 @@ local COMMAND = os.getenv("LUAPOOL_BIN") and q(os.getenv("LUAPOOL_BIN"))
 local TASK = "spec/fixtures/cli_task.lua"
 -- Under a sanitizer (make test-asan, test-tsan) its runtime is preloaded; the
 -- shell and tools a spec runs must not get it (TSan's crashes them), the
--- command must: the preload moves from this process's environment to it.
+-- command must: the preload moves from this process's environment to it,
+-- for this spec's tests only (the specs after it run children that need it).
 local preload = os.getenv("LD_PRELOAD")
 local sanitized = (preload or ""):find("san") ~= nil
-if sanitized and jit then
-  local ffi = require "ffi"
-  pcall(ffi.cdef, "int unsetenv(const char *name);")
-  pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
-  ffi.C.unsetenv("LD_PRELOAD")
+local ffi = sanitized and jit and require "ffi"
+if ffi then
+  pcall(ffi.cdef, "int unsetenv(const char *name); int setenv(const char *, const char *, int);")
   COMMAND = "env LD_PRELOAD=" .. q(preload) .. " " .. COMMAND
-  -- the specs of the files after this one start hosts that need it
-  teardown(function() ffi.C.setenv("LD_PRELOAD", preload, 1) end)
 end
 
 local function read(path)
@@ -90,6 +87,11 @@ local function jsonl(n, fmt)
 end
 
 describe("luapool command", function()
+  if ffi then
+    setup(function() ffi.C.unsetenv("LD_PRELOAD") end)
+    teardown(function() ffi.C.setenv("LD_PRELOAD", preload, 1) end)
+  end
+
   it("lists every option in --help and exits 0", function()
     local out, err, status = luapool_cmd("--help")
     assert.are.equal(0, status)

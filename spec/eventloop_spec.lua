@@ -1,6 +1,8 @@
--- Event loops (issue 9): the pollfd wakes a loop for timers as well as for
--- results, so a luv loop that only watches it still sees a run timeout; the
--- examples for luv and cqueues run as written.
+-- Event loops (issue 9): the examples for luv and cqueues run as written
+-- (each in a process of its own: busted unloads modules between spec files,
+-- and luv loaded twice into one process corrupts libuv's default loop; the
+-- in-process luv specs live in spec/pool_spec.lua). examples/luv.lua shows the
+-- pollfd waking its loop for a run timeout, with no result to wake it.
 local helpers = require "spec.support.helpers"
 
 local scope = helpers.scope({ quiet_destroy = true })
@@ -8,31 +10,10 @@ after_each(scope.cleanup)
 local new = scope.new_pool
 
 local function spinner(job)
-  if job.spin then while true do io.open("/nonexistent/luapool") end end
   return job.n
 end
 
 describe("pool:pollfd()", function()
-  it("becomes readable when a run's timeout is due, with no result to wake it", function()
-    local uv = helpers.luv()
-    if not uv then pending("luv is not installed for this Lua") return end
-    local pool = new { handler = spinner, minThreads = 1, maxThreads = 1 }
-    local watcher = uv.new_poll(pool:pollfd())
-    local got
-    watcher:start("r", function() pool:poll() end)
-    pool:run({ spin = true }, { timeout = 50 }):onDone(function(_, err) got = err end)
-    local guard = uv.new_timer()  -- a broken pool fails the spec instead of hanging it
-    local expired = false
-    guard:start(60000, 0, function() expired = true end)
-    while not got and not expired do uv.run("once") end
-    watcher:stop()
-    watcher:close()
-    guard:close()
-    uv.run()
-    assert.is_false(expired, "the loop never woke for the timeout")
-    assert.equal("timeout", got.code)
-  end)
-
   it("stays quiet when no timer is due and nothing finished", function()
     local pool = new { handler = spinner, minThreads = 1, maxThreads = 1 }
     local fd = pool:pollfd()
@@ -46,8 +27,12 @@ end)
 
 describe("the event-loop examples", function()
   local function run_example(path, module)
-    local ok = module == "luv" and helpers.luv() or module ~= "luv" and pcall(require, module)
-    if not ok then pending(module .. " is not installed for this Lua") return end
+    -- looked up, not required: see above
+    local find = package.searchpath
+    if not find then pending("Lua 5.1 has no package.searchpath") return end
+    if not find(module, package.cpath) and not find(module, package.path) then
+      pending(module .. " is not installed for this Lua") return
+    end
     if not helpers.can_host() then pending("no child processes under TSan") return end
     local out, status = helpers.host_finish(helpers.host(assert(io.open(path)):read("*a")))
     assert.equal(0, status, out)

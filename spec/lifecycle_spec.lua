@@ -151,7 +151,7 @@ describe("stopping running tasks", function()
     local pool = new { filename = STATE, minThreads = 1, maxThreads = 1 }
     local path = tmpname()
     local busy = pool:run(path, { name = "spin_until" })
-    running(pool, busy)  -- (on a busy machine its worker may start late)
+    running(pool, busy)  -- else a slow worker start could leave busy queued past the timeout
     local queued = pool:run(nil, { timeout = 20 })
     assert.equal("timeout", rejection(queued).code)
     assert.equal("running", busy:status())

@@ -55,7 +55,8 @@ describe("close", function()
     local queued = pool:run(scope.new_gate())
     local closed = 0
     pool:on("close", function() closed = closed + 1 end)
-    gate.release(g)
+    -- released once close has cancelled the queued task, from its callback
+    queued:onDone(function() gate.release(g) end)
     pool:close({ force = true })
     assert.equal("done", (running:get()))
     assert.equal("cancelled", rejection(queued).code)
@@ -206,5 +207,102 @@ describe("task:await()", function()
     end
     assert(cq:loop())
     assert.same({ 10, 20, 30 }, got)
+  end)
+end)
+
+describe("loaded modules cross by name", function()
+  local has_cjson = pcall(require, "cjson")
+
+  it("a handler closing over a C module runs, with the worker's own module", function()
+    if not has_cjson then pending("needs lua-cjson") return end
+    local cjson = require "cjson"
+    local pool = echo_pool({ handler = function(t) return cjson.encode(t) end })
+    assert.equal('{"a":1}', pool:run({ a = 1 }):get())
+    local same = pool:run(cjson, { handler = function(m) return m == require("cjson") end })
+    assert.is_true(same:get())
+  end)
+
+  it("a module in a result arrives as the host's own", function()
+    if not has_cjson then pending("needs lua-cjson") return end
+    local pool = echo_pool()
+    local got = pool:run(nil, { handler = function() return require("cjson") end }):get()
+    assert.equal(require("cjson"), got)
+  end)
+
+  it("a module the worker cannot require fails the task, naming it", function()
+    package.loaded["luapool_spec_fake"] = { f = print }
+    local fake = package.loaded["luapool_spec_fake"]
+    local pool = echo_pool()
+    local e = rejection(pool:run(nil, { handler = function() return fake.f end }))
+    package.loaded["luapool_spec_fake"] = nil
+    assert.truthy(e.message:find("luapool_spec_fake", 1, true), e.message)
+  end)
+
+  it("a C function or userdata that is no module is refused as before", function()
+    local pool = echo_pool()
+    local e = raised(pool.run, pool, io.stdout)
+    assert.equal("serialize", e.code)
+    assert.equal("task: a userdata cannot cross to another Lua state", e.message)
+    e = raised(pool.run, pool, { f = print })
+    assert.equal("task.f: a C function cannot cross to another Lua state", e.message)
+  end)
+end)
+
+describe("luapool.new refuses what loading the file tells", function()
+  local HANDLERS = "spec/fixtures/handlers.lua"
+  local cases = {
+    { { filename = HANDLERS, name = "nope" }, 'No handler function "nope" exported from "' .. HANDLERS .. '"' },
+    { { filename = "spec/fixtures/not_a_function.lua" }, "must return a function or a table of functions, not number" },
+    { { filename = HANDLERS, teardown = "nope" }, 'No teardown function "nope" exported from "' .. HANDLERS .. '"' },
+    { { filename = "spec/fixtures/echo.lua", name = "other" }, 'No handler function "other"' },
+  }
+  for _, c in ipairs(cases) do
+    it("raises load_error: " .. c[2], function()
+      c[1].minThreads, c[1].maxThreads = 1, 1
+      local e = raised(luapool.new, c[1])
+      assert.equal("load_error", e.code)
+      assert.truthy(e.message:find(c[2], 1, true), e.message)
+    end)
+  end
+
+  it("accepts a table without default when no name is given: runs name theirs", function()
+    local path = scope.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("return { a = function() return 'a' end }\n")
+    f:close()
+    local pool = new { filename = path, minThreads = 1, maxThreads = 1 }
+    assert.equal("a", pool:run(nil, { name = "a" }):get())
+  end)
+
+  it("cannot know it with minThreads = 0: the first task rejects instead", function()
+    local pool = new { filename = HANDLERS, name = "nope", minThreads = 0, maxThreads = 1 }
+    assert.equal("load_error", rejection(pool:run(1)).code)
+  end)
+end)
+
+describe("threadId", function()
+  it("is unique for the life of the process, in pool.threads and the worker view", function()
+    local view = function() local l = require "luapool" return l.threadId, l.workerId end
+    local a = new { handler = view, minThreads = 2, maxThreads = 2 }
+    local b = new { handler = view, minThreads = 1, maxThreads = 1 }
+    local seen = {}
+    local function collect(pool)
+      for _, t in ipairs(pool:runAll()) do
+        local tid, wid = t:get()
+        assert.is_number(tid)
+        assert.is_nil(seen[tid], "threadId " .. tid .. " twice")
+        seen[tid] = wid
+        local found = false
+        for _, row in ipairs(pool.threads) do found = found or (row.threadId == tid and row.id == wid) end
+        assert.is_true(found, "pool.threads has no row with threadId " .. tid)
+      end
+    end
+    collect(a)
+    collect(b)
+    a:recycleWorkers()  -- the same slots, new threads: new ids
+    collect(a)
+    local n = 0
+    for _ in pairs(seen) do n = n + 1 end
+    assert.equal(5, n)
   end)
 end)

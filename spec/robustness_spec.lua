@@ -128,6 +128,7 @@ describe("robustness", function()
 
   it("pool:timeout() tells an event loop when a timer is due, in seconds", function()
     local pool = new { filename = HANDLERS, minThreads = 1, maxThreads = 1 }
+    pool:poll()  -- the first worker's workerCreate, which new() waited for
     assert.is_nil(pool:timeout())
     local path = scope.tmpname()
     local t = pool:run(path, { handler = function(p)

@@ -1,6 +1,12 @@
-/* Growable byte buffer. */
+/* Growable byte buffer, and the references its bytes hold. */
 #include <stdlib.h>
 #include "buffer.h"
+#include "shared.h"
+
+struct lp_refs {
+  size_t n, cap;
+  lp_shared *o[];
+};
 
 int lp_buf_grow(lp_buf *b, size_t n) {
   size_t cap = b->cap ? b->cap : 64;
@@ -15,7 +21,34 @@ int lp_buf_grow(lp_buf *b, size_t n) {
 }
 
 void lp_buf_free(lp_buf *b) {
+  lp_buf_drop_refs(b, 0);
+  free(b->refs);
+  b->refs = NULL;
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+int lp_buf_hold(lp_buf *b, void *o) {
+  lp_refs *r = b->refs;
+  if (!r || r->n == r->cap) {
+    size_t cap = r ? r->cap * 2 : 4;
+    lp_refs *n = realloc(r, sizeof *n + cap * sizeof n->o[0]);
+    if (!n) return -1;
+    if (!r) n->n = 0;
+    n->cap = cap;
+    b->refs = r = n;
+  }
+  lp_shared_retain((lp_shared *)o);
+  r->o[r->n++] = (lp_shared *)o;
+  return 0;
+}
+
+size_t lp_buf_nrefs(const lp_buf *b) {
+  return b->refs ? b->refs->n : 0;
+}
+
+void lp_buf_drop_refs(lp_buf *b, size_t n) {
+  lp_refs *r = b->refs;
+  while (r && r->n > n) lp_shared_release(r->o[--r->n]);
 }

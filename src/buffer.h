@@ -1,18 +1,28 @@
-/* A growable byte buffer; the codec writes into it, tasks carry it. */
+/* A growable byte buffer; the codec writes into it, tasks carry it. Bytes
+** that name shared objects (shared.h) hold a reference to each, in refs. */
 #ifndef LUAPOOL_BUFFER_H
 #define LUAPOOL_BUFFER_H
 
 #include <stddef.h>
 #include <string.h>
 
+typedef struct lp_refs lp_refs;
+
 typedef struct lp_buf {
   char *data;
   size_t len, cap;
+  lp_refs *refs;  /* shared objects the bytes name; NULL: none */
 } lp_buf;
 
 /* Makes room for n more bytes; returns 0, or -1 when memory is exhausted. */
 int lp_buf_grow(lp_buf *b, size_t n);
-void lp_buf_free(lp_buf *b);
+void lp_buf_free(lp_buf *b);  /* and drops its references */
+/* Adds a reference to shared object o (an lp_shared *); 0, or -1 when
+** memory is exhausted. */
+int lp_buf_hold(lp_buf *b, void *o);
+/* How many references b holds; drops those past the first n. */
+size_t lp_buf_nrefs(const lp_buf *b);
+void lp_buf_drop_refs(lp_buf *b, size_t n);
 
 static inline int lp_buf_reserve(lp_buf *b, size_t n) {
   return (b->cap - b->len >= n) ? 0 : lp_buf_grow(b, n);

@@ -7,16 +7,24 @@
 **                           pairs, END; "shared" ones are referred to again
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
 **   ref                     varint number of an earlier table or function
-**   globals                 the receiving state's globals table */
+**   globals                 the receiving state's globals table
+**   module                  varint length, name: package.loaded[name] there
+**                           (required if need be), for a loaded module that
+**                           cannot be copied (it holds C functions)
+**   handle                  the address of a shared object (shared.h): the
+**                           bytes hold a reference to it (lp_buf's refs)
+**   cdata                   str C type name, str its bytes (LuaJIT, cdata.c) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "cdata.h"
 #include "codec.h"
+#include "shared.h"
 #include "wire.h"
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
-  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END
+  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END, T_HANDLE, T_CDATA, T_MODULE
 };
 
 /* ---- encoder: the seen map -------------------------------------------- */
@@ -323,11 +331,67 @@ static int put_on_new_stack(lp_encoder *e, int idx) {
   return r;
 }
 
+/* With a map of loaded modules (a second pass, see lp_encode): a value
+** that is package.loaded[name] goes as its name; 1 if it was one. */
+static int put_module(lp_encoder *e, int idx, int *r) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *name;
+  if (!e->modules) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->modules);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  if (!(name = lua_tolstring(L, -1, &n))) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  *r = put_tagged_bytes(e, T_MODULE, name, n);
+  lua_pop(L, 2);
+  return 1;
+}
+
+/* A shared object crosses by address; the bytes keep it alive. */
+static int put_shared(lp_encoder *e, lp_shared *o) {
+  if (e->no_shared) {
+    snprintf(e->reason, sizeof e->reason, ": a %s cannot cross to a process worker "
+             "(it shares no memory with the host)", o->type->name);
+    return -1;
+  }
+  if (put_byte(e, T_HANDLE) || lp_buf_hold(e->out, o) || lp_buf_put(e->out, &o, sizeof o))
+    return oom(e);
+  return 0;
+}
+
+/* A cdata of a plain C type crosses by value: its type's name and bytes. */
+static int put_cdata(lp_encoder *e, int idx) {
+  lua_State *L = e->L;
+  size_t nn, nb;
+  const char *name, *bytes;
+  int r;
+  if (lp_cdata_encode(L, idx, e->reason, sizeof e->reason)) return -1;
+  name = lua_tolstring(L, -2, &nn);
+  bytes = lua_tolstring(L, -1, &nb);
+  r = put_tagged_bytes(e, T_CDATA, name, nn) || put_varint(e, nb) ||
+      (lp_buf_put(e->out, bytes, nb) ? oom(e) : 0);
+  lua_pop(L, 2);
+  return r ? -1 : 0;
+}
+
+static int put_other(lp_encoder *e, int idx) {
+  lua_State *L = e->L;
+  lp_shared *o = lp_shared_test(L, idx);
+  if (o) return put_shared(e, o);
+  if (lp_cdata_is(L, idx)) return put_cdata(e, idx);
+  return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
+}
+
 static int put_value(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   size_t n;
   const char *s;
   int r;
+  if (e->modules && lua_type(L, idx) >= LUA_TTABLE && put_module(e, idx, &r))
+    return r;
   switch (lua_type(L, idx)) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
@@ -348,7 +412,7 @@ static int put_value(lp_encoder *e, int idx) {
       e->depth--;
       return r;
     default:
-      return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
+      return put_other(e, idx);
   }
 }
 
@@ -361,15 +425,61 @@ static void encoder_reset(lp_encoder *e) {
   }
 }
 
+/* Pushes package.loaded inverted (value -> name) for the values that are
+** tables, functions or userdata; the globals table is left to T_GLOBALS. */
+static int modules_inverted(lua_State *L) {
+  lua_newtable(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) >= LUA_TTABLE) {
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -5);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* A value that fails to copy may hold a loaded module (a closure over
+** `local cjson = require "cjson"`): a second pass sends modules by name.
+** Only on failure, so that values that copy pay nothing for it. */
+int lp_encoder_modules(lp_encoder *e, lua_State *L) {
+  if (e->modules) return 0;
+  lua_pushcfunction(L, modules_inverted);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  e->modules = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void lp_encoder_no_modules(lp_encoder *e, lua_State *L) {
+  if (e->modules) luaL_unref(L, LUA_REGISTRYINDEX, e->modules);
+  e->modules = 0;
+}
+
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root) {
+  int r;
   encoder_reset(e);
-  return lp_encode_more(e, L, out, idx, n, root);
+  if ((r = lp_encode_more(e, L, out, idx, n, root)) == 0 || e->modules) return r;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
+  encoder_reset(e);
+  r = lp_encode_more(e, L, out, idx, n, root);
+  lp_encoder_no_modules(e, L);
+  return r;
 }
 
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
                    const char *root) {
-  size_t mark = out->len;
+  size_t mark = out->len, held = lp_buf_nrefs(out);
   int i;
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   e->L = L;
@@ -387,6 +497,7 @@ int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
       else snprintf(seg, sizeof seg, "%s", root);
       compose_error(e, seg);
       out->len = mark;
+      lp_buf_drop_refs(out, held);
       return -1;
     }
   }
@@ -518,6 +629,51 @@ static void get_nested(lp_decoder *d, int tag) {
   d->depth--;
 }
 
+/* package.loaded[name], required if need be; bytes that are not to be
+** trusted (LP_DECODE_NOFUNC) may name only a module loaded already. */
+static void get_module(lp_decoder *d) {
+  lua_State *L = d->L;
+  uint64_t n = get_varint(d);
+  if (n > (uint64_t)(d->end - d->p) || n == 0 || n > 255) bad(d);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_pushlstring(L, (const char *)d->p, (size_t)n);
+  d->p += n;
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);                   /* loaded, name, loaded[name] */
+  if (lua_isnil(L, -1) || lua_type(L, -1) == LUA_TBOOLEAN) {
+    if (d->flags & LP_DECODE_NOFUNC) bad(d);
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);                 /* its error says which module */
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+static void get_shared(lp_decoder *d) {
+  lp_shared *o;
+  if ((d->flags & LP_DECODE_NOFUNC) || d->end - d->p < (ptrdiff_t)sizeof o) bad(d);
+  memcpy(&o, d->p, sizeof o);
+  d->p += sizeof o;
+  lp_shared_push(d->L, o);
+}
+
+static const char *get_string(lp_decoder *d, size_t *n) {
+  uint64_t len = get_varint(d);
+  const char *s = (const char *)d->p;
+  if (len > (uint64_t)(d->end - d->p)) bad(d);
+  d->p += len;
+  *n = (size_t)len;
+  return s;
+}
+
+static void get_cdata(lp_decoder *d) {
+  size_t nn, nb;
+  const char *name = get_string(d, &nn), *bytes = get_string(d, &nb);
+  lp_cdata_decode(d->L, name, nn, bytes, nb);
+}
+
 static void get_value(lp_decoder *d) {
   lua_State *L = d->L;
   int tag;
@@ -546,10 +702,9 @@ static void get_value(lp_decoder *d) {
       break;
     }
     case T_STR: {
-      uint64_t n = get_varint(d);
-      if (n > (uint64_t)(d->end - d->p)) bad(d);
-      lua_pushlstring(L, (const char *)d->p, (size_t)n);
-      d->p += n;
+      size_t n;
+      const char *s = get_string(d, &n);
+      lua_pushlstring(L, s, n);
       break;
     }
     case T_TABLE: case T_TABLE_SHARED:
@@ -562,6 +717,9 @@ static void get_value(lp_decoder *d) {
       break;
     }
     case T_GLOBALS: lp_pushglobals(L); break;
+    case T_HANDLE: get_shared(d); break;
+    case T_CDATA: get_cdata(d); break;
+    case T_MODULE: get_module(d); break;
     default: bad(d);
   }
 }

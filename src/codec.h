@@ -27,7 +27,9 @@ typedef struct lp_encoder {
   uint32_t gen;       /* entries of older generations are empty */
   uint32_t nextref;
   int depth;
+  int no_shared;      /* set by the caller: shared objects are refused */
   const void *globals;
+  int modules;        /* registry ref of package.loaded inverted; 0: none */
   lp_buf *out;
   lua_State *L;
   char err[LP_CODEC_ERRLEN];  /* after a failure: path and reason */
@@ -42,6 +44,12 @@ void lp_encoder_free(lp_encoder *e);
 ** out is then left as it was. Never raises except on Lua's own errors. */
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root);
+/* A value that fails to copy may hold loaded modules: lp_encode then tries
+** once more with loaded modules sent by name. For a pair of calls
+** (lp_encode, lp_encode_more), the caller does so: modules(), both calls
+** again, no_modules(). modules() returns 0, or -1 out of memory. */
+int lp_encoder_modules(lp_encoder *e, lua_State *L);
+void lp_encoder_no_modules(lp_encoder *e, lua_State *L);
 /* The same, continuing the previous call's references: values written by
 ** both calls decode together, in one lp_decode, sharing tables. */
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
@@ -53,8 +61,9 @@ int lp_decode(lua_State *L, const char *data, size_t len);
 /* The same, but into one new table (values at 1..n) on the stack, so that
 ** any number of values needs but a few stack slots; returns n. */
 int lp_decode_table(lua_State *L, const char *data, size_t len);
-/* lp_decode, with LP_DECODE_NOFUNC: a function (bytecode) is refused as
-** malformed, for bytes that Lua's loader should not be trusted with. */
+/* lp_decode, with LP_DECODE_NOFUNC: a function (bytecode) or a shared
+** object's address is refused as malformed, for bytes that Lua's loader
+** should not be trusted with. */
 #define LP_DECODE_NOFUNC 1
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
 

@@ -14,12 +14,17 @@ int lp_interrupt_pending(lp_intr *i) {
   return atomic_load(i->stop) || i->exiting || (id && atomic_load(i->cancel) == id);
 }
 
-void lp_interrupt_hook(lua_State *L, lua_Debug *ar) {
+lp_intr *lp_interrupt_get(lua_State *L) {
   lp_intr *i;
-  (void)ar;
   lua_getfield(L, LUA_REGISTRYINDEX, INTR_KEY);
   i = (lp_intr *)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  return i;
+}
+
+void lp_interrupt_hook(lua_State *L, lua_Debug *ar) {
+  lp_intr *i = lp_interrupt_get(L);
+  (void)ar;
   if (i && !lp_interrupt_pending(i)) {  /* a stale request: carry on */
     lua_sethook(L, NULL, 0, 0);
     if (!lp_interrupt_pending(i)) return;  /* unless a real one came meanwhile */

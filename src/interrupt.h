@@ -36,6 +36,9 @@ int lp_interrupt_block_signals(int sig, sigset_t *old);
 ** the task is to stop before it starts. */
 int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id);
 void lp_interrupt_leave(lp_intr *i, lua_State *L);
+/* The interrupt of the worker state L belongs to, or NULL (the host's). A
+** wait in C code asks lp_interrupt_pending between short slices. */
+lp_intr *lp_interrupt_get(lua_State *L);
 /* Whether the task i runs (or everything) is to stop. */
 int lp_interrupt_pending(lp_intr *i);
 /* In a signal handler on the state's thread: hooks the running state. */

@@ -6,10 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "luapool_shared.h"
 #include "pool.h"
 #include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
+#define HOOK_CHECK_MS 50  /* how often a long wait looks for Ctrl-C and slow loads */
 
 #define DEFAULT_TERMINATE_MS 1000
 
@@ -154,6 +156,7 @@ static int core_new(lua_State *L) {
   if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
   p->cfg.worker_path = worker_path();
   lp_hello_make(&p->cfg.hello);
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
     return fail(L, "serialize", p->enc.err);
@@ -193,6 +196,20 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
+/* The handler (3) and the task value (5), sharing references; with loaded
+** modules by name when that is what it takes (lp_encoder_modules). */
+static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
+  size_t mark = in->len;
+  int r;
+  if (lp_encode(e, L, in, 3, 1, "handler") == 0 && lp_encode_more(e, L, in, 5, 1, "task") == 0)
+    return 0;
+  in->len = mark;
+  if (lp_encoder_modules(e, L)) return -1;
+  r = lp_encode(e, L, in, 3, 1, "handler") || lp_encode_more(e, L, in, 5, 1, "task");
+  lp_encoder_no_modules(e, L);
+  return r ? -1 : 0;
+}
+
 /* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
 ** kind 0: the pool's default handler; 1: file a, function name b;
 ** 2: handler function a. */
@@ -212,8 +229,8 @@ static int pool_submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
-  if (kind == LP_RUN_HANDLER ? lp_encode(&p->enc, L, &t->in, 3, 1, "handler") ||
-                                   lp_encode_more(&p->enc, L, &t->in, 5, 1, "task")
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
+  if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
                              : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
     lp_task_free(p, t);
     return fail(L, "serialize", p->enc.err);
@@ -266,9 +283,14 @@ static int pool_abandon(lua_State *L) {
 }
 
 /* pool:retire([runtime]) -> how many workers will end after their task;
-** those that replace them are of that runtime ("threads", "process"). */
+** those that replace them are of that runtime ("threads", "process").
+** Or nil, code, message: workerData names a channel, and runtime is process. */
 static int pool_retire(lua_State *L) {
   lp_pool *p = check_pool(L);
+  if (lua_isstring(L, 2) && runtime_of(lua_tostring(L, 2)) == LP_RT_PROCESS &&
+      (lp_buf_nrefs(&p->cfg.worker_data) || lp_buf_nrefs(&p->cfg.handler)))
+    return fail(L, "serialize", "workerData: a channel or buffer cannot cross to a process "
+                "worker (it shares no memory with the host)");
   if (lua_isstring(L, 2)) atomic_store(&p->cfg.runtime, runtime_of(lua_tostring(L, 2)));
   lua_pushinteger(L, lp_pool_retire_all(p));
   return 1;
@@ -380,7 +402,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
       k = 1;
     }
     n += k;
-  } else if (m->kind == LP_MSG_ERROR) {
+  } else if (m->kind == LP_MSG_ERROR || (m->kind == LP_MSG_START && m->body.len)) {
     lua_pushstring(L, m->body.data);
     n++;
   }
@@ -388,7 +410,28 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   return n;
 }
 
-#define HOOK_CHECK_MS 50
+/* pool:loaded(ms) -> nil, or the load_error the first worker met loading
+** the task file. Waits up to ms for a worker to have opened (or failed to);
+** what it takes stays in the backlog, for poll to hand over as usual. */
+static int pool_loaded(lua_State *L) {
+  lp_pool *p = check_pool(L);
+  double ms = luaL_checknumber(L, 2);
+  uint64_t deadline = lp_now_ns() + (uint64_t)(ms < LP_FOREVER_MS ? ms * 1e6 : 1e18);
+  lp_msg *m, **tail = &p->backlog;
+  for (;;) {
+    for (m = *tail; m; tail = &m->next, m = m->next) {
+      if (m->kind == LP_MSG_ERROR) return 0;
+      if (m->kind == LP_MSG_START) {
+        if (!m->body.len) return 0;
+        lua_pushstring(L, m->body.data);
+        return 1;
+      }
+    }
+    if (lp_now_ns() >= deadline || lua_gethook(L)) return 0;
+    lp_pool_check_loads(p);
+    *tail = lp_pool_take(p, HOOK_CHECK_MS);
+  }
+}
 
 /* Waits up to timeout_ms (negative: for ever) for a batch. A hook set
 ** meanwhile is the interpreter's Ctrl-C (lua.c, luajit.c): looks for one
@@ -455,7 +498,7 @@ static int pool_queue_size(lua_State *L) {
 
 /* pool:threads() -> { {id, busy, tasks, heapBytes}, ... } of live workers */
 static int pool_threads(lua_State *L) {
-  typedef struct { int id, busy; lua_Integer tasks, heap; } row;
+  typedef struct { int id, busy; lua_Integer tasks, heap, thread_id; } row;
   lp_pool *p = check_pool(L);
   row *rows = (row *)lua_newuserdata(L, (size_t)p->cfg.max_threads * sizeof *rows);
   int i, n = 0;
@@ -464,6 +507,7 @@ static int pool_threads(lua_State *L) {
     lp_worker *w = p->slots[i].w;
     if (!w || w->leaving) continue;
     rows[n].id = i + 1;
+    rows[n].thread_id = (lua_Integer)w->thread_id;
     rows[n].busy = atomic_load_explicit(&w->busy, memory_order_relaxed);
     rows[n].tasks = (lua_Integer)atomic_load_explicit(&w->ntasks, memory_order_relaxed);
     rows[n].heap = (lua_Integer)atomic_load_explicit(&w->heap_bytes, memory_order_relaxed);
@@ -472,9 +516,11 @@ static int pool_threads(lua_State *L) {
   pthread_mutex_unlock(&p->lock);
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushinteger(L, rows[i].id);
     lua_setfield(L, -2, "id");
+    lua_pushinteger(L, rows[i].thread_id);
+    lua_setfield(L, -2, "threadId");
     lua_pushboolean(L, rows[i].busy);
     lua_setfield(L, -2, "busy");
     lua_pushinteger(L, rows[i].tasks);
@@ -550,7 +596,7 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
-    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd}, {"arm", pool_arm},
+    {"threads", pool_threads}, {"stats", pool_stats}, {"pollfd", pool_pollfd}, {"arm", pool_arm}, {"loaded", pool_loaded},
     {"destroy", pool_destroy}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", core_new}, {"now", core_now}, {"cpus", core_cpus}, {NULL, NULL}};
   pin_module();
@@ -565,5 +611,6 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lp_shared_open(L);
   return 1;
 }

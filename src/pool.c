@@ -95,6 +95,8 @@ void lp_task_free(lp_pool *p, lp_task *t) {
     task_destroy(t);
     return;
   }
+  lp_buf_drop_refs(&t->in, 0);  /* bytes kept for reuse; the objects they named not */
+  lp_buf_drop_refs(&t->out, 0);
   if (t->in.cap > FREE_BUF_MAX) lp_buf_free(&t->in);
   if (t->out.cap > FREE_BUF_MAX) lp_buf_free(&t->out);
   t->msg.next = (lp_msg *)p->free_tasks;
@@ -188,6 +190,11 @@ static int create_thread(lp_pool *p, lp_worker *w) {
 ** slot is free yet: a leaving worker holds it until the main thread has
 ** its EXIT, which starts the workers then needed (never wait for a thread
 ** here: it may be running a teardown). */
+/* threadId: unique for the life of the process, across its pools, as
+** Node's is. The one counter luapool keeps outside a pool: no pool can own
+** a process-wide sequence, and an atomic add is all it needs. */
+static atomic_uint_fast64_t thread_ids;
+
 static int start_worker(lp_pool *p) {
   int slot;
   lp_worker *w;
@@ -197,6 +204,7 @@ static int start_worker(lp_pool *p) {
   w->pool = p;
   w->rt = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS ? &lp_rt_process : &lp_rt_thread;
   w->slot = slot;
+  w->thread_id = atomic_fetch_add(&thread_ids, 1) + 1;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
   if (lp_cond_init(&w->wake)) {
@@ -553,7 +561,8 @@ static int check_load(lp_pool *p, lp_worker *w, uint64_t now, char *why, size_t 
   uint64_t since = atomic_load(&w->loading_since);
   if (!since) return 0;
   if (!w->load_giveup) {
-    if ((double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
+    /* since may be later than now, read before the loop: no wrap-around */
+    if (since >= now || (double)(now - since) / 1e6 <= p->cfg.load_timeout_ms) return 0;
     snprintf(why, n, "Task file \"%s\" did not finish loading within %g ms (loadTimeout)",
              p->cfg.filename ? p->cfg.filename : "(handler)", p->cfg.load_timeout_ms);
     w->load_giveup = now + (uint64_t)(p->cfg.terminate_ms < LP_FOREVER_MS

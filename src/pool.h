@@ -85,6 +85,7 @@ struct lp_worker {
   lp_pool *pool;
   const lp_runtime *rt;
   int slot;                   /* workerId - 1 */
+  uint64_t thread_id;         /* threadId: unique in the process, never reused */
   pthread_t thread;
   pthread_cond_t wake;
   /* under the pool lock */

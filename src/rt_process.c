@@ -91,7 +91,7 @@ static int spawn_child(lp_worker *w) {
 
 static int send_config(lp_worker *w) {
   const lp_config *cfg = &w->pool->cfg;
-  lp_buf b = {NULL, 0, 0};
+  lp_buf b = {NULL, 0, 0, NULL};
   const char *s[] = {cfg->filename, cfg->name, cfg->path, cfg->cpath, cfg->teardown};
   const lp_buf *v[] = {&cfg->bytecode, &cfg->handler, &cfg->worker_data};
   size_t i;
@@ -99,7 +99,7 @@ static int send_config(lp_worker *w) {
   for (i = 0; i < sizeof s / sizeof *s; i++) r = r || lp_field_put(&b, s[i], s[i] ? strlen(s[i]) : 0);
   for (i = 0; i < sizeof v / sizeof *v; i++) r = r || lp_field_put(&b, v[i]->data ? v[i]->data : "", v[i]->len);
   r = r || lp_varint_append(&b, cfg->max_heap) || lp_varint_append(&b, (uint64_t)cfg->isolate) ||
-      lp_varint_append(&b, (uint64_t)w->slot + 1);
+      lp_varint_append(&b, (uint64_t)w->slot + 1) || lp_varint_append(&b, w->thread_id);
   r = r || lp_frame_append(&w->proc.out, LP_FRAME_HELLO, 0, 0, &cfg->hello, sizeof cfg->hello) ||
       lp_frame_append(&w->proc.out, LP_FRAME_CONFIG, 0, 0, b.data, b.len) ||
       lp_write_all(w->proc.to, &w->proc.out);
@@ -210,8 +210,11 @@ static int await_ready(lp_worker *w, char *err, size_t errlen) {
   lp_frame f;
   int r;
   while ((r = lp_reader_next(&c->rd, &f)) > 0 && forward(w, &f)) {}
-  if (r > 0 && f.kind == LP_FRAME_READY && !f.flags && f.len == 8) {
-    heap_seen(w, &f);
+  if (r > 0 && f.kind == LP_FRAME_READY && !f.flags && f.len >= 8) {
+    heap_seen(w, &f);  /* then what loading the task file told, if it failed */
+    snprintf(w->st.load_error, sizeof w->st.load_error, "%.*s",
+             (int)(f.len - 8 < sizeof w->st.load_error ? f.len - 8 : sizeof w->st.load_error - 1),
+             f.body + 8);
     return 0;
   }
   kill_child(c);
@@ -272,10 +275,22 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   return handshake(w, err, errlen);
 }
 
+/* A task queued while the pool ran threads may name a channel or buffer,
+** which a child cannot reach: it fails as its encoding would have. */
+static int refuse_shared(lp_task *t) {
+  const char *err[4] = {"serialize", "task: a channel or buffer cannot cross to a process "
+                        "worker (it shares no memory with the host)", NULL, NULL};
+  t->failed = 1;
+  t->out.len = 0;
+  lp_encode_strings(&t->out, err, 4);
+  return 0;
+}
+
 static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
   lp_frame f;
   int r;
+  if (lp_buf_nrefs(&t->in)) return refuse_shared(t);
   if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0 &&
       lp_write_all(c->to, &c->out) && errno == EPIPE) {
     c->out.len = 0;  /* the child was gone before the task reached it */

@@ -1,6 +1,7 @@
 /* The thread runtime: a worker's tasks run on a Lua state of its own
 ** thread (state.c). */
 #include <stdlib.h>
+#include "luapool_shared.h"
 #include "pool.h"
 
 static int post_message(void *ud, lp_buf *body) {
@@ -10,8 +11,7 @@ static int post_message(void *ud, lp_buf *body) {
   m->kind = LP_MSG_MESSAGE;
   m->worker_id = w->slot + 1;
   m->body = *body;
-  body->data = NULL;
-  body->len = body->cap = 0;
+  memset(body, 0, sizeof *body);  /* its references moved too */
   lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
   return 0;
 }
@@ -38,11 +38,13 @@ static int th_open(lp_worker *w, char *err, size_t errlen) {
   sc->worker_data = c->worker_data;
   sc->max_heap = c->max_heap;
   sc->isolate = c->isolate;
+  sc->view = lp_shared_view;  /* channels and buffers: one address space */
   w->st.cfg = sc;
   w->st.host.ud = w;
   w->st.host.message = post_message;
   w->st.host.event = post_event;
   w->st.worker_id = w->slot + 1;
+  w->st.thread_id = (lua_Integer)w->thread_id;
   w->st.intr.cancel = &w->cancel;
   w->st.intr.stop = &w->pool->stop;
   if (lp_state_open(&w->st, err, errlen)) return -1;

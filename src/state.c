@@ -7,7 +7,7 @@
 #include "wire.h"
 
 #define TRACEBACK_KEY "luapool.traceback"
-#define CODE_KEY "luapool.code"
+#define CODE_KEY LP_CODE_KEY
 #define SELF_KEY "luapool.self"
 
 static lp_state *self(lua_State *L) {
@@ -34,7 +34,7 @@ static int worker_exit(lua_State *L) {
 
 static int worker_post_message(lua_State *L) {
   lp_state *s = self(L);
-  lp_buf body = {NULL, 0, 0};
+  lp_buf body = {NULL, 0, 0, NULL};
   if (lp_encode(&s->enc, L, &body, 1, 1, "message")) {
     lua_pushstring(L, s->enc.err);
     lp_buf_free(&body);
@@ -72,10 +72,15 @@ static void push_view(lua_State *L, lp_state *s) {
   lua_setfield(L, -2, "isWorkerThread");
   lua_pushinteger(L, s->worker_id);
   lua_setfield(L, -2, "workerId");
+  if (s->thread_id) {
+    lua_pushinteger(L, s->thread_id);
+    lua_setfield(L, -2, "threadId");
+  }
   set_field_string(L, "runtime", s->cfg->runtime ? s->cfg->runtime : "threads");
   lua_pushlightuserdata(L, s);
   lua_pushcclosure(L, worker_post_message, 1);
   lua_setfield(L, -2, "postMessage");
+  if (s->cfg->view) s->cfg->view(L);
   if (s->cfg->worker_data.len) {
     lp_decode(L, s->cfg->worker_data.data, s->cfg->worker_data.len);
     lua_setfield(L, -2, "workerData");
@@ -122,8 +127,32 @@ size_t lp_state_heap(lp_state *s) {
 }
 
 /* Runs protected: loads the pool's task file ahead of the first task. */
+static void push_file(lua_State *L, const char *filename);
+static int load_error(lua_State *L, const char *fmt, const char *a, const char *b);
+
+/* Runs protected: loads the pool's task file ahead of the first task, and
+** checks that it has the pool's teardown function. */
 static int preload(lua_State *L) {
-  push_default_handler(L, (lp_state *)lua_touserdata(L, 1));
+  lp_state *s = (lp_state *)lua_touserdata(L, 1);
+  const lp_state_config *cfg = s->cfg;
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+  if (cfg->filename && !cfg->handler.len && !cfg->name) {
+    /* no name given: runs may name theirs, so a table without "default"
+    ** is fine; what is neither function nor table raises here */
+    push_file(L, cfg->filename);
+    if (lua_istable(L, -1)) lua_getfield(L, -1, "default");
+    if (lua_isfunction(L, -1)) push_default_handler(L, s);
+  } else {
+    push_default_handler(L, s);
+  }
+  if (cfg->teardown && cfg->filename) {
+    push_file(L, cfg->filename);
+    if (lua_istable(L, -1)) lua_getfield(L, -1, cfg->teardown); else lua_pushnil(L);
+    if (!lua_isfunction(L, -1))
+      load_error(L, "No teardown function \"%s\" exported from \"%s\"", cfg->teardown,
+                 cfg->filename);
+  }
   return 0;
 }
 
@@ -134,6 +163,7 @@ int lp_state_open(lp_state *s, char *err, size_t errlen) {
   s->heap.enforce = 0;
   s->heap.limit = cfg->max_heap;
   s->intr.exiting = 0;
+  s->load_error[0] = '\0';
   /* Our allocator meters and caps a heap and makes states cheap to open
   ** and close; Lua's own is faster for the objects of a long-lived state. */
   if (cfg->max_heap || cfg->isolate) L = lua_newstate(lp_heap_alloc, &s->heap);
@@ -158,7 +188,11 @@ int lp_state_open(lp_state *s, char *err, size_t errlen) {
     if (lp_interrupt_enter(&s->intr, L, LP_LOAD_ID)) {  /* its top level may loop: stoppable */
       lua_pushcfunction(L, preload);  /* a failure shows again on the task */
       lua_pushlightuserdata(L, s);
-      lua_pcall(L, 1, 0, 0);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) {  /* said once, for luapool.new to raise */
+        lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+        if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "load_error") == 0)
+          snprintf(s->load_error, sizeof s->load_error, "%s", lua_tostring(L, -2));
+      }
     }
     lp_interrupt_leave(&s->intr, L);
     lua_settop(L, 0);

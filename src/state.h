@@ -10,6 +10,10 @@
 #include "heap.h"
 #include "interrupt.h"
 
+/* Where a failing task's error code waits in its state's registry (a
+** string; none: task_error). Code that raises for a task sets it. */
+#define LP_CODE_KEY "luapool.code"
+
 /* The id a task file's top level runs under while it loads: stopping it
 ** is cancelling that id. Never a task's. */
 #define LP_LOAD_ID 0xffffffffu
@@ -28,6 +32,7 @@ typedef struct lp_state_config {
   lp_buf worker_data;           /* encoded workerData */
   size_t max_heap;              /* resourceLimits.maxHeapBytes, 0: none */
   int isolate;                  /* a fresh state for every task */
+  void (*view)(lua_State *L);   /* adds to the worker view on top; may be NULL */
 } lp_state_config;
 
 /* Where a state's messages and events go. */
@@ -43,12 +48,14 @@ typedef struct lp_state {
   const lp_state_config *cfg;
   lp_state_host host;
   int worker_id;
+  lua_Integer thread_id;        /* 0: not known (shown as nil) */
   lp_intr intr;                 /* cancel and stop set by the runtime */
   lua_State *L;
   lp_heap heap;
   lp_encoder enc;
   int default_ref;              /* the default handler, once resolved */
   lua_Number exit_code;         /* after os.exit (intr.exiting), as given */
+  char load_error[512];         /* the task file's load_error when it opened, or "" */
 } lp_state;
 
 /* Opens s->L and loads the default task file ahead of the first task; 0, or

@@ -142,8 +142,8 @@ void *lp_worker_main(void *arg) {
   lp_pool *p = w->pool;
   char err[256];
   if (load(w, w->rt->open, err, sizeof err) == 0) {
-    w->ready = 1;
-    lp_worker_post(w, LP_MSG_START, NULL);
+    w->ready = 1;  /* START says what was wrong with the task file, if anything */
+    lp_worker_post(w, LP_MSG_START, w->st.load_error[0] ? w->st.load_error : NULL);
   } else {
     lp_worker_post(w, LP_MSG_ERROR, err);
   }

@@ -158,7 +158,7 @@ static int get_bytes(const unsigned char **p, const unsigned char *end, lp_buf *
 static void configure(worker *wk) {
   lp_state_config *c = &wk->cfg;
   const unsigned char *p, *end;
-  uint64_t heap, isolate, id;
+  uint64_t heap, isolate, id, thread_id;
   lp_frame f;
   int i, bad = 0;
   next_frame(wk, &f);
@@ -169,7 +169,8 @@ static void configure(worker *wk) {
   for (i = 0; i < 5; i++) bad = bad || get_string(&p, end, &wk->strs[i]);
   bad = bad || get_bytes(&p, end, &c->bytecode) || get_bytes(&p, end, &c->handler) ||
         get_bytes(&p, end, &c->worker_data) || lp_varint_get(&p, end, &heap) ||
-        lp_varint_get(&p, end, &isolate) || lp_varint_get(&p, end, &id);
+        lp_varint_get(&p, end, &isolate) || lp_varint_get(&p, end, &id) ||
+        lp_varint_get(&p, end, &thread_id);
   if (bad) _exit(EXIT_PROTOCOL);
   c->filename = wk->strs[0];
   c->name = wk->strs[1];
@@ -181,6 +182,7 @@ static void configure(worker *wk) {
   c->isolate = isolate != 0;
   wk->st.cfg = c;
   wk->st.worker_id = (int)id;
+  wk->st.thread_id = (lua_Integer)thread_id;  /* the host's threadId of this worker */
   wk->st.host.ud = wk;
   wk->st.host.message = host_message;
   wk->st.host.event = host_event;
@@ -196,8 +198,12 @@ static int open_state(worker *wk) {
     send_frame(wk, LP_FRAME_READY, 1, 0, err, strlen(err));
     return -1;
   }
-  heap = lp_state_heap(&wk->st);
-  send_frame(wk, LP_FRAME_READY, 0, 0, &heap, sizeof heap);
+  heap = lp_state_heap(&wk->st);  /* then what loading the task file told, if it failed */
+  if (lp_frame_header(&wk->out, LP_FRAME_READY, 0, 0, sizeof heap + strlen(wk->st.load_error)))
+    _exit(EXIT_NOMEM);
+  lp_buf_put(&wk->out, &heap, sizeof heap);  /* room was made */
+  lp_buf_put(&wk->out, wk->st.load_error, strlen(wk->st.load_error));
+  if (lp_write_all(LP_FD_OUT, &wk->out)) _exit(EXIT_HOST_GONE);
   return 0;
 }
 

@@ -52,6 +52,7 @@
 ---@field workerData? any a value copied into every worker as `luapool.workerData`
 ---@field isolateWorkers? boolean a fresh Lua state for every task
 ---@field terminateTimeout? number ms a worker has to stop once interrupted (default 1000)
+---@field loadTimeout? number ms a task file's top level may run when a worker loads it (default 60000)
 ---@field closeTimeout? number ms `close()` waits for tasks before it destroys the pool (default: no limit)
 ---@field maxMemoryLimitBeforeRecycle? integer heap bytes after a task above which the worker is replaced
 ---@field resourceLimits? luapool.ResourceLimits
@@ -79,6 +80,7 @@
 ---A live worker, as `pool.threads` lists it.
 ---@class luapool.ThreadInfo
 ---@field id integer the worker's slot, 1..maxThreads
+---@field threadId integer unique for the life of the process (never reused)
 ---@field busy boolean
 ---@field tasks integer tasks it has run
 ---@field heapBytes integer its Lua state's heap after its last task
@@ -241,6 +243,7 @@ function Pool:destroy() end
 ---@field isMainThread false
 ---@field isWorkerThread true
 ---@field workerId integer 1..maxThreads, unique among live workers
+---@field threadId integer? unique for the life of the host process (thread workers)
 ---@field workerData any a copy of the pool's `workerData`
 ---@field runtime "threads"|"process" the runtime this worker runs in
 local WorkerView = {}

@@ -31,20 +31,6 @@ function helpers.threads_only(it, pending)
 end
 
 -- ---------------------------------------------------------------------------
--- luv, loaded once for the whole run (nil when not installed): busted unloads
--- what a spec file loaded, and a second luaopen_luv, in a later file, would
--- share libuv's default loop with the first one's, which its collection then
--- closes under it (EINVAL from new_poll, or a crash).
-function helpers.luv()
-  local reg = debug.getregistry()
-  if reg.luapool_spec_luv == nil then
-    local ok, uv = pcall(require, "luv")
-    reg.luapool_spec_luv = ok and uv or false
-  end
-  return reg.luapool_spec_luv or nil
-end
-
--- ---------------------------------------------------------------------------
 -- Errors
 
 -- The message of a luapool error, or any other value as a string.
