@@ -1,7 +1,8 @@
 /* libFuzzer target: the bytes a host reads from its worker processes. The
 ** first input byte picks what gets the rest:
 **   0  the value decoder, as the main state decodes results and messages
-**      (functions refused: a host never loads bytecode it did not check)
+**      (functions, shared objects and modules not loaded already refused:
+**      a host never loads bytecode or follows a pointer it did not check)
 **   1  the frame parser, then each frame's body as config fields and hello
 **   2  the frame reader, reading through a pipe
 ** Nothing may crash, read out of bounds or leak; errors are expected. */
@@ -14,7 +15,7 @@
 
 static lua_State *state(void) {
   static lua_State *L;  /* one state for the whole run: making one is slow */
-  if (!L) L = luaL_newstate();
+  if (!L && (L = luaL_newstate())) luaL_openlibs(L);  /* package.loaded, as a host has */
   return L;
 }
 

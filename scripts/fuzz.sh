@@ -9,7 +9,7 @@ out=build/fuzz
 mkdir -p "$out/corpus"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -D_POSIX_C_SOURCE=200809L -Isrc $(pkg-config --cflags luajit) \
-  fuzz/fuzz_wire.c src/codec.c src/wire.c src/buffer.c \
+  fuzz/fuzz_wire.c src/codec.c src/wire.c src/buffer.c src/shared.c src/cdata.c \
   $(pkg-config --libs luajit) -lm -o "$out/fuzz_wire"
 # seeds: a frame of each kind the host reads, and small values
 if [ -z "$(ls -A "$out/corpus")" ]; then
