@@ -98,7 +98,7 @@ for k in pairs(pool.options) do
 end
 local ctl = luapool.AbortController()
 check("luapool.AbortController", ctl)
-check("luapool.AbortSignal", ctl.signal)
+check("luapool.AbortSignal", ctl.signal, { reason = false })  -- set by abort()
 local ok, e = pcall(pool.run, pool, nil, { handler = function() error("x", 0) end })
 e = ok and select(2, pcall(e.get, e))
 for k in pairs(e or {}) do

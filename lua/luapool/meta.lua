@@ -252,6 +252,67 @@ local WorkerView = {}
 ---@param value any
 function WorkerView.postMessage(value) end
 
+---As `luapool.channel` on the main side (thread workers only).
+---@param capacity? integer
+---@return luapool.Channel
+function WorkerView.channel(capacity) end
+
+---As `luapool.buffer` on the main side (thread workers only).
+---@param nbytes integer
+---@return luapool.Buffer
+function WorkerView.buffer(nbytes) end
+
+---A FIFO of values (copied through the codec) shared by the host and the
+---thread workers of any pool; it crosses in values as itself. `#ch` is the
+---number of values it holds.
+---@class luapool.Channel
+local Channel = {}
+
+---Waits while full, `ms` at most (none: for ever). Pushing nil raises.
+---@param value any
+---@param ms? number
+---@return boolean pushed
+---@return "timeout"|"closed"|nil why
+function Channel:push(value, ms) end
+
+---The next value; nil after `ms` (none: waits for ever; 0: never waits), or once closed and empty.
+---@param ms? number
+---@return any
+function Channel:pop(ms) end
+
+---Refuses pushes from now on; pops take what is left.
+function Channel:close() end
+
+---@return boolean
+function Channel:closed() end
+
+---@return number capacity math.huge when unbounded
+function Channel:capacity() end
+
+---An eventfd readable while the channel holds values or is closed (host side).
+---@return integer fd
+function Channel:pollfd() end
+
+---Zeroed memory shared by reference with thread workers. `#buf` is its size.
+---Nothing orders concurrent access: writers must coordinate.
+---@class luapool.Buffer
+local Buffer = {}
+
+---Bytes from `offset` (from 0; default 0), `len` of them (default: to the end).
+---@param offset? integer
+---@param len? integer
+---@return string
+function Buffer:read(offset, len) end
+
+---Writes `s` at `offset` (from 0); bounds are checked.
+---@param offset integer
+---@param s string
+function Buffer:write(offset, s) end
+
+---The first byte's address, for `ffi.cast` under LuaJIT; valid while a state holds the buffer.
+---@return lightuserdata
+function Buffer:ptr() end
+
 ---`require "luapool"` on the main thread.
 ---@class luapool
 ---@field isMainThread boolean true here; false in a worker (see luapool.WorkerView)
@@ -264,6 +325,16 @@ local luapool = {}
 ---A monotonic clock, in milliseconds.
 ---@return number
 function luapool.now() end
+
+---A channel: a FIFO of at most `capacity` values (none: no limit).
+---@param capacity? integer
+---@return luapool.Channel
+function luapool.channel(capacity) end
+
+---A shared buffer of `nbytes` zeroed bytes.
+---@param nbytes integer
+---@return luapool.Buffer
+function luapool.buffer(nbytes) end
 
 ---@param options? luapool.Options
 ---@return luapool.Pool
