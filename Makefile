@@ -104,7 +104,7 @@ test-process: build-luajit
 
 # libFuzzer over what hosts read from worker processes (clang); FUZZ_SECONDS long.
 FUZZ_SECONDS ?= 60
-fuzz:
+fuzz test-fuzz:
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 test-rock:

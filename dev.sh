@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")"
 target=${1:-test}
 
-packages="make gcc libc6-dev cmake pkg-config luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev lua-cjson lua-busted lua-luv lua-check luarocks valgrind parallel tmux time lua-cqueues"
+packages="make gcc libc6-dev cmake pkg-config luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev lua-cjson lua-busted lua-luv lua-check luarocks valgrind parallel tmux time lua-cqueues clang"
 case "$target" in
   bench|bench-quick) packages="$packages nodejs npm" ;;
 esac
