@@ -2,8 +2,9 @@
 --
 --   luajit bench/luapool_bench.lua BENCH [key=value ...]
 --
--- BENCH is throughput, latency, cpu, payload, isolate, memory or startup; sizes come as
--- key=value arguments from bench/run.lua. One process makes one measurement of each
+-- BENCH is throughput, latency, cpu, payload, isolate, memory or startup (or contend:
+-- a load for run.lua's contended bench); sizes come as key=value arguments from
+-- bench/run.lua. One process makes one measurement of each
 -- metric of BENCH and prints one JSON object a line on stdout: {"metric","unit","value"},
 -- or {"metric","na": reason} when luapool cannot do it (yet). `require "luapool"` must
 -- work: run with the LUA_PATH/LUA_CPATH of the Makefile's LUAPOOL_ENV.
@@ -79,6 +80,17 @@ function benches.throughput()
   local ms = now_ms() - s
   for i = 1, n2 do assert(tasks[i]:status() == "fulfilled", "burst: a task did not fulfil") end
   emit("burst200k", "tasks/s", n2 / (ms / 1000))
+  pool:destroy()
+end
+
+-- A load, not a measurement (bench/run.lua's contended bench): throughput's bounded64
+-- workload on a pool of 2, over and over until the guard says stop (seconds=S, parent=PID).
+function benches.contend()
+  local alive = b.load_guard()
+  local pool = new_pool("empty", 2)
+  bounded(pool, num("warm", 2000), 64)
+  io.stdout:write "ready\n"
+  repeat bounded(pool, 2000, 64) until not alive()
   pool:destroy()
 end
 
