@@ -266,6 +266,7 @@ lp_pool *lp_pool_new(void) {
   atomic_init(&p->refs, 1);
   atomic_init(&p->pipe_w, -1);
   p->pipe_r = p->timer_fd = p->poll_fd = -1;
+  lp_spin_init(p);
   return p;
 }
 
@@ -635,7 +636,8 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
-  for (;;) {  /* spin a little: results often follow within microseconds */
+  /* spin a little where a core is free: results often follow within microseconds */
+  while (lp_spin_allowed(p)) {
     uint64_t spent = lp_now_ns() - start;
     if (atomic_load_explicit(&p->done, memory_order_acquire)) return take_all(p);
     if (spent > MAIN_SPIN_NS || (timeout_ms > 0 && spent > timeout_ms * 1e6)) break;

@@ -147,6 +147,12 @@ struct lp_pool {
   int idle;                   /* live workers not running a task */
   int nlive;                  /* threads started, not yet leaving */
   int nspinning;              /* idle workers spinning, not asleep */
+  /* whether waiting threads spin (spin.c) */
+  int ncpu;                   /* cores this process may run on */
+  atomic_int nawake;          /* workers not asleep on their condition */
+  atomic_uint_fast64_t spin_checked;  /* ns: when the load was last looked at */
+  atomic_int others_avg;      /* other runnable threads, decaying average, x256 */
+  atomic_int spin_ok;
   int nsleepers;
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
@@ -226,6 +232,11 @@ void lp_pool_maintain(lp_pool *p);            /* start workers as needed */
 int lp_pool_pollfd(lp_pool *p);
 /* Main thread: the pollfd becomes readable in ms (negative: never); 0 or -1. */
 int lp_pool_arm_timer(lp_pool *p, double ms);
+
+/* Whether a waiting thread (a worker, the main thread) should spin before
+** it sleeps: only while the machine leaves a core free for it (spin.c). */
+void lp_spin_init(lp_pool *p);
+int lp_spin_allowed(lp_pool *p);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
