@@ -636,11 +636,18 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
-  /* spin a little where a core is free: results often follow within microseconds */
-  while (lp_spin_allowed(p)) {
-    uint64_t spent = lp_now_ns() - start;
-    if (atomic_load_explicit(&p->done, memory_order_acquire)) return take_all(p);
-    if (spent > MAIN_SPIN_NS || (timeout_ms > 0 && spent > timeout_ms * 1e6)) break;
+  /* spin a little where it pays: results often follow within microseconds */
+  if (lp_spin_should(p, &p->spinner)) {
+    unsigned i = 0;
+    for (;;) {
+      uint64_t spent = lp_now_ns() - start;
+      if (atomic_load_explicit(&p->done, memory_order_acquire)) {
+        lp_spin_learn(&p->spinner, spent, MAIN_SPIN_NS);
+        return take_all(p);
+      }
+      if (spent > MAIN_SPIN_NS || (timeout_ms > 0 && spent > timeout_ms * 1e6)) break;
+      if ((++i & 63) == 0 && !lp_spin_allowed(p)) break;
+    }
   }
   pthread_mutex_lock(&p->done_lock);
   atomic_store(&p->main_sleeping, 1);
@@ -655,6 +662,7 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   }
   atomic_store(&p->main_sleeping, 0);
   pthread_mutex_unlock(&p->done_lock);
+  lp_spin_learn(&p->spinner, lp_now_ns() - start, MAIN_SPIN_NS);
   return take_all(p);
 }
 

@@ -8,7 +8,12 @@
 ** sleep at once, and be woken. So every few milliseconds one waiter reads
 ** how many threads are runnable (/proc/loadavg), subtracts those of this
 ** pool, and keeps a decaying average of the rest; waiters spin only while
-** that average leaves room for the pool's main thread and one worker. */
+** that average leaves room for the pool's main thread and one worker.
+**
+** Each waiter also keeps a decaying share of its waits that ended within
+** its spin budget, slept or not, and spins only while that is a quarter or more
+** (and every 16th wait, to notice a change): a thread whose work comes
+** seldom does not spend a core on spinning each time it waits. */
 #define _GNU_SOURCE  /* sched_getaffinity, CPU_COUNT */
 #include <fcntl.h>
 #include <sched.h>
@@ -18,7 +23,9 @@
 #include "pool.h"
 
 #define SPIN_CHECK_NS 2000000  /* how often the load is looked at */
-#define AVG_ONE 256             /* the average's fixed point */
+#define AVG_ONE 256             /* the averages' fixed point */
+#define SCORE_MIN (AVG_ONE / 4) /* spin while a quarter of waits would pay */
+#define PROBE_MASK 15           /* and on every 16th wait */
 
 void lp_spin_init(lp_pool *p) {
   cpu_set_t set;
@@ -30,6 +37,21 @@ void lp_spin_init(lp_pool *p) {
   atomic_init(&p->others_avg, 0);
   atomic_init(&p->spin_ok, 1);
   atomic_init(&p->nawake, 0);
+  lp_spinner_init(&p->spinner);
+}
+
+void lp_spinner_init(lp_spinner *s) {
+  s->score = AVG_ONE;
+  s->waits = 0;
+}
+
+int lp_spin_should(lp_pool *p, lp_spinner *s) {
+  return (s->score >= SCORE_MIN || (++s->waits & PROBE_MASK) == 0) && lp_spin_allowed(p);
+}
+
+void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns) {
+  if (waited_ns <= budget_ns) s->score += (AVG_ONE - s->score) / 8;
+  else s->score -= s->score / 8;
 }
 
 /* Threads runnable on the machine now, the caller included; -1 if unknown.

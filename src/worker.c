@@ -141,12 +141,14 @@ void *lp_worker_main(void *arg) {
   lp_worker *w = (lp_worker *)arg;
   lp_pool *p = w->pool;
   char err[256];
+  uint64_t idle_since;
   if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;
     lp_worker_post(w, LP_MSG_START, NULL);
   } else {
     lp_worker_post(w, LP_MSG_ERROR, err);
   }
+  lp_spinner_init(&w->spinner);
   atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   while (w->ready && !w->detached && !atomic_load(&p->stop) && !w->retire) {
@@ -157,15 +159,20 @@ void *lp_worker_main(void *arg) {
       if (r) break;
       continue;
     }
-    if (lp_spin_allowed(p)) {
+    idle_since = lp_now_ns();
+    if (lp_spin_should(p, &w->spinner)) {
       p->nspinning++;
       pthread_mutex_unlock(&p->lock);
       spin(p, w);
       pthread_mutex_lock(&p->lock);
       p->nspinning--;
-      if (has_work(p, w) || w->retire) continue;
+      if (has_work(p, w) || w->retire) {
+        lp_spin_learn(&w->spinner, lp_now_ns() - idle_since, WORKER_SPIN_NS);
+        continue;
+      }
     }
     if (sleep_until_work(p, w)) break;
+    lp_spin_learn(&w->spinner, lp_now_ns() - idle_since, WORKER_SPIN_NS);
   }
   atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
   if (!w->leaving) {
