@@ -55,7 +55,10 @@ describe("close", function()
     local queued = pool:run(scope.new_gate())
     local closed = 0
     pool:on("close", function() closed = closed + 1 end)
-    gate.release(g)
+    -- released once close has rejected the queue: else the worker may take
+    -- the queued task first (no race; close waits for the running one)
+    local cancel = pool.cancelPendingTasks
+    pool.cancelPendingTasks = function(self) cancel(self); gate.release(g) end
     pool:close({ force = true })
     assert.equal("done", (running:get()))
     assert.equal("cancelled", rejection(queued).code)
