@@ -165,6 +165,27 @@ function benches.payload()
   pool:destroy()
 end
 
+-- The floor under payload (pool "floor" in bench/run.lua): the same records copied
+-- there and back as two pure-Lua deep copies inside this one state, no pool at all.
+local function deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[deep_copy(k)] = deep_copy(x) end
+  return c
+end
+
+function benches.payload_floor()
+  local n = num("records", 100000)
+  for _ = 1, 3 do deep_copy(deep_copy(records(1000))) end
+  local recs = records(n)
+  local s = now_ms()
+  local back = deep_copy(deep_copy(recs))
+  local ms = now_ms() - s
+  assert(#back == n and back[n].name == "item" .. n and back[n].tags[2] == "b",
+    "payload floor came back wrong")
+  emit("roundtrip_ms", "ms", ms)
+end
+
 function benches.isolate()
   local ok, pool = pcall(new_pool, "empty", 2, { isolateWorkers = true })
   if not ok then return na("ms_per_task", pool) end

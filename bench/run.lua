@@ -46,7 +46,9 @@ local BENCHES = {
       { "speedup_2v1", "x", "higher" }, { "overhead_1v_inline_pct", "%", "lower" } },
     full = { jobs = 64, fibn = 27 }, quick = { jobs = 64, fibn = 27 }, repsx = 3 },
   { name = "payload", metrics = { { "roundtrip_ms", "ms", "lower" } },
-    full = { records = 100000 }, quick = { records = 100000 } },
+    full = { records = 100000 }, quick = { records = 100000 },
+    -- floor: two pure-Lua deep copies of the records in one state (luapool_bench.lua)
+    pools = { luapool = true, tinypool = true, piscina = true, luv = true, floor = true } },
   { name = "isolate", metrics = { { "ms_per_task", "ms", "lower" } },
     full = { n = 200 }, quick = { n = 20 } },
   { name = "memory", metrics = { { "mib_per_worker", "MiB", "lower" } },
@@ -72,8 +74,8 @@ do -- a loaded bench measures the metrics of the benches it runs, with their siz
     end
   end
 end
-local POOLS = { "luapool", "tinypool", "piscina", "luv", "inline", "parallel" }
-local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel" }
+local POOLS = { "luapool", "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
+local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
 -- the sides of a bench that names none
 local DEFAULT_SIDES = { luapool = true, tinypool = true, piscina = true, luv = true }
 
@@ -136,10 +138,14 @@ local function side_cmd(pool, bench, args)
   local kv = {}
   for k, v in pairs(args) do kv[#kv + 1] = k .. "=" .. v end
   table.sort(kv)
-  local tail = bench .. " " .. table.concat(kv, " ")
+  local kvs = table.concat(kv, " ")
+  local tail = bench .. " " .. kvs
   if bench == "cli" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/cli_bench.lua") .. " " .. tail
       .. " side=" .. pool
+  elseif pool == "floor" then
+    return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. bench
+      .. "_floor " .. kvs
   elseif pool == "luapool" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. tail
   elseif pool == "luv" then
