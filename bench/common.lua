@@ -7,6 +7,7 @@ ffi.cdef [[
   int clock_gettime(int clk, bench_timespec *ts);
   int setenv(const char *name, const char *value, int overwrite);
   int poll(void *fds, unsigned long nfds, int timeout);
+  int getppid(void);
 ]]
 local cjson = require "cjson"
 
@@ -63,6 +64,17 @@ end
 
 function b.sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
 function b.setenv(k, v) ffi.C.setenv(k, v, 1) end
+
+-- For a load process (load.lua, luapool_bench.lua contend): a function that says
+-- whether to go on, false once seconds=S have passed or the parent is no longer
+-- parent=PID (the driver ended without killing us). Cheap enough to call every ms.
+function b.load_guard()
+  local deadline = b.now_ms() + b.num("seconds", 600) * 1000
+  local parent = b.num("parent")
+  return function()
+    return b.now_ms() < deadline and (not parent or ffi.C.getppid() == parent)
+  end
+end
 
 -- Runs benches[b.bench] of the side named `side`, or says how to call it.
 function b.main(side, script, benches)

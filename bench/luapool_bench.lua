@@ -2,8 +2,9 @@
 --
 --   luajit bench/luapool_bench.lua BENCH [key=value ...]
 --
--- BENCH is throughput, latency, cpu, payload, isolate, memory or startup; sizes come as
--- key=value arguments from bench/run.lua. One process makes one measurement of each
+-- BENCH is throughput, latency, cpu, payload, isolate, memory or startup (or contend:
+-- a load for run.lua's contended bench); sizes come as key=value arguments from
+-- bench/run.lua. One process makes one measurement of each
 -- metric of BENCH and prints one JSON object a line on stdout: {"metric","unit","value"},
 -- or {"metric","na": reason} when luapool cannot do it (yet). `require "luapool"` must
 -- work: run with the LUA_PATH/LUA_CPATH of the Makefile's LUAPOOL_ENV.
@@ -84,6 +85,17 @@ function benches.throughput()
   pool:destroy()
 end
 
+-- A load, not a measurement (bench/run.lua's contended bench): throughput's bounded64
+-- workload on a pool of 2, over and over until the guard says stop (seconds=S, parent=PID).
+function benches.contend()
+  local alive = b.load_guard()
+  local pool = new_pool("empty", 2)
+  bounded(pool, num("warm", 2000), 64)
+  io.stdout:write "ready\n"
+  repeat bounded(pool, 2000, 64) until not alive()
+  pool:destroy()
+end
+
 function benches.latency()
   local pool = new_pool("empty", 2)
   bounded(pool, num("warm", 2000), 64)
@@ -153,6 +165,27 @@ function benches.payload()
     "payload came back wrong")
   emit("roundtrip_ms", "ms", ms)
   pool:destroy()
+end
+
+-- The floor under payload (pool "floor" in bench/run.lua): the same records copied
+-- there and back as two pure-Lua deep copies inside this one state, no pool at all.
+local function deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[deep_copy(k)] = deep_copy(x) end
+  return c
+end
+
+function benches.payload_floor()
+  local n = num("records", 100000)
+  for _ = 1, 3 do deep_copy(deep_copy(records(1000))) end
+  local recs = records(n)
+  local s = now_ms()
+  local back = deep_copy(deep_copy(recs))
+  local ms = now_ms() - s
+  assert(#back == n and back[n].name == "item" .. n and back[n].tags[2] == "b",
+    "payload floor came back wrong")
+  emit("roundtrip_ms", "ms", ms)
 end
 
 function benches.isolate()

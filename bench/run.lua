@@ -13,6 +13,9 @@ local cjson = require "cjson"
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } benchrun_timespec;
   int clock_gettime(int clk, benchrun_timespec *ts);
+  int getpid(void);
+  int kill(int pid, int sig);
+  long sysconf(int name);
 ]]
 local ts = ffi.new "benchrun_timespec"
 local function now_ms()
@@ -34,11 +37,18 @@ local BENCHES = {
   { name = "latency", metrics = { { "p50_us", "us", "lower" }, { "p99_us", "us", "lower" } },
     full = { n = 20000, warm = 2000 },
     quick = { n = 5000, warm = 1000 } },
+  -- latency and throughput again, each run beside a load the driver starts and ends
+  -- (see Loads below): busy = one busy-loop process per core; contended = another
+  -- process running luapool's bounded64 workload on 2 workers
+  { name = "loaded", load = "busy", runs = { "latency", "throughput" } },
+  { name = "contended", load = "contended", runs = { "latency", "throughput" } },
   { name = "cpu", metrics = {
       { "speedup_2v1", "x", "higher" }, { "overhead_1v_inline_pct", "%", "lower" } },
     full = { jobs = 64, fibn = 27 }, quick = { jobs = 64, fibn = 27 }, repsx = 3 },
   { name = "payload", metrics = { { "roundtrip_ms", "ms", "lower" } },
-    full = { records = 100000 }, quick = { records = 100000 } },
+    full = { records = 100000 }, quick = { records = 100000 },
+    -- floor: two pure-Lua deep copies of the records in one state (luapool_bench.lua)
+    pools = { luapool = true, tinypool = true, piscina = true, luv = true, floor = true } },
   { name = "isolate", metrics = { { "ms_per_task", "ms", "lower" } },
     full = { n = 200 }, quick = { n = 20 } },
   { name = "memory", metrics = { { "mib_per_worker", "MiB", "lower" } },
@@ -55,8 +65,21 @@ local BENCHES = {
     full = { lines = 1000000 }, quick = { lines = 200000 },
     pools = { luapool = true, inline = true, parallel = true } },
 }
-local POOLS = { "luapool", "luapool-process", "tinypool", "piscina", "luv", "inline", "parallel" }
-local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel" }
+do -- a loaded bench measures the metrics of the benches it runs, with their sizes
+  local by = {}
+  for _, b in ipairs(BENCHES) do by[b.name] = b end
+  for _, b in ipairs(BENCHES) do
+    if b.runs then
+      b.metrics, b.full, b.quick = {}, {}, {}
+      for _, r in ipairs(b.runs) do
+        for _, m in ipairs(by[r].metrics) do b.metrics[#b.metrics + 1] = m end
+        b.full[r], b.quick[r] = by[r].full, by[r].quick
+      end
+    end
+  end
+end
+local POOLS = { "luapool", "luapool-process", "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
+local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
 -- the sides of a bench that names none
 local DEFAULT_SIDES = { luapool = true, ["luapool-process"] = true, tinypool = true,
                         piscina = true, luv = true }
@@ -121,10 +144,14 @@ local function side_cmd(pool, bench, args)
   local kv = {}
   for k, v in pairs(args) do kv[#kv + 1] = k .. "=" .. v end
   table.sort(kv)
-  local tail = bench .. " " .. table.concat(kv, " ")
+  local kvs = table.concat(kv, " ")
+  local tail = bench .. " " .. kvs
   if bench == "cli" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/cli_bench.lua") .. " " .. tail
       .. " side=" .. pool
+  elseif pool == "floor" then
+    return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. bench
+      .. "_floor " .. kvs
   elseif pool == "luapool" or pool == "luapool-process" then
     return "exec " .. sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " " .. tail
       .. (pool == "luapool-process" and " runtime=process" or "")
@@ -161,6 +188,50 @@ local function run_once(pool, bench, args)
   return got, first_ms
 end
 
+-- Loads ------------------------------------------------------------------------------
+-- A loaded bench starts its load before each run of a side and kills it after (by pid),
+-- so every run has the same load and no load outlives its run. Each load process also
+-- ends by itself when its time is up (LOAD_S) or the driver is gone (parent=PID), and
+-- the driver kills what is left on an error or Ctrl-C (see the run below).
+local LOAD_S = 900
+local function ncpu()
+  local n = tonumber(ffi.C.sysconf(84)) -- _SC_NPROCESSORS_ONLN
+  return n and n > 0 and n or 1
+end
+local live = {} -- the load processes running: { pid, h }
+
+local function stop_loads()
+  for _, l in ipairs(live) do ffi.C.kill(l.pid, 9) end
+  for _, l in ipairs(live) do l.h:close() end -- reaps it
+  live = {}
+end
+
+local function load_cmds(kind)
+  local tail = " seconds=" .. LOAD_S .. " parent=" .. ffi.C.getpid()
+  if kind == "busy" then
+    local cmds = {}
+    for i = 1, ncpu() do
+      cmds[i] = sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/load.lua") .. " busy" .. tail
+    end
+    return cmds
+  end
+  return { sh_quote(LUAJIT) .. " " .. sh_quote(BENCH .. "/luapool_bench.lua") .. " contend" .. tail }
+end
+
+-- Starts the load and returns once every process of it says it is running.
+local function start_load(kind)
+  for _, cmd in ipairs(load_cmds(kind)) do
+    if verbose then io.stderr:write("  load $ ", cmd, "\n") end
+    local h = assert(io.popen("echo $$; exec " .. cmd, "r")) -- exec: the shell's pid is its
+    local pid = tonumber(h:read "*l")
+    if not pid then h:close(); error("load " .. kind .. " did not start: " .. cmd) end
+    live[#live + 1] = { pid = pid, h = h }
+  end
+  for _, l in ipairs(live) do
+    if l.h:read "*l" ~= "ready" then error("load " .. kind .. " did not start (pid " .. l.pid .. ")") end
+  end
+end
+
 local function median(xs)
   local t = {}
   for i, x in ipairs(xs) do t[i] = x end
@@ -195,7 +266,7 @@ end
 
 io.stderr:write(string.format("luapool bench (%s, %d reps): %s\n", quick and "quick" or "full",
   reps, table.concat(pools, ", ")))
-for _, b in ipairs(BENCHES) do
+local function measure(b)
   if not only or only[b.name] then
     local args = quick and b.quick or b.full
     samples[b.name], na[b.name] = {}, {}
@@ -211,7 +282,17 @@ for _, b in ipairs(BENCHES) do
     local n = reps * (b.repsx or 1)
     for _ = 1, n do
       for _, p in ipairs(sides) do -- interleaved, so drift on the machine hits every side
-        local got, first_ms = run_once(p, b.name, args)
+        local got, first_ms = {}, nil
+        if b.load then
+          for _, r in ipairs(b.runs) do
+            start_load(b.load)
+            local g = run_once(p, r, args[r])
+            stop_loads()
+            for k, v in pairs(g) do got[k] = v end
+          end
+        else
+          got, first_ms = run_once(p, b.name, args)
+        end
         for _, m in ipairs(b.metrics) do
           local v = got[m[1]]
           if type(v) == "table" then na[b.name][m[1]][p] = v.na
@@ -224,9 +305,20 @@ for _, b in ipairs(BENCHES) do
         end
       end
     end
-    io.stderr:write(string.format("  %-10s %6.1f s\n", b.name, (now_ms() - bs) / 1000))
+    io.stderr:write(string.format("  %-10s %6.1f s  (load average %.2f)\n", b.name,
+      (now_ms() - bs) / 1000, loadavg() or 0))
   end
 end
+for _, b in ipairs(BENCHES) do
+  -- an error or Ctrl-C ("interrupted!") ends the run, never with a load left running
+  local ok, err = xpcall(measure, debug.traceback, b)
+  stop_loads()
+  if not ok then
+    io.stderr:write(tostring(err), "\n")
+    os.exit(1)
+  end
+end
+local load1 = loadavg()
 
 -- Results -----------------------------------------------------------------------------
 local rows = {}
@@ -285,7 +377,7 @@ for _, row in ipairs(rows) do
   local l = { row.bench, row.metric, row.unit, row.better }
   for _, p in ipairs(POOLS) do
     local r = row.fig[p]
-    l[#l + 1] = r and fmt(r.median) or (na[row.bench][row.metric][p] and "n/a" or "-")
+    l[#l + 1] = r and string.format("%s (%s-%s)", fmt(r.median), fmt(r.min), fmt(r.max)) or (na[row.bench][row.metric][p] and "n/a" or "-")
   end
   for _, p in ipairs(PEERS) do l[#l + 1] = compare(row, p) end
   lines[#lines + 1] = l
@@ -295,7 +387,11 @@ for _, l in ipairs(lines) do
   for i, c in ipairs(l) do width[i] = math.max(width[i] or 0, #c) end
 end
 print()
-print("Medians of " .. reps .. " runs (cpu: " .. reps * 3 .. "); min and max in " .. out .. ".")
+print("Medians of " .. reps .. " runs (cpu: " .. reps * 3 .. "), with (min-max) over the runs;")
+print("the same in " .. out .. ". loaded: beside one busy-loop process per core (" .. ncpu()
+  .. " here); contended: beside another process running luapool's bounded64 on 2 workers.")
+print(string.format("The machine: %d cores, load average (1 min) %s before the run, %s after.",
+  ncpu(), load0 and string.format("%.2f", load0) or "?", load1 and string.format("%.2f", load1) or "?"))
 print("vs PEER = how many times better luapool is than PEER (higher is better: > 1 means")
 print("luapool wins, whether the metric itself is better higher or lower); for % metrics the")
 print("difference luapool - PEER in points (lower is better). n/a: the pool cannot run it;")

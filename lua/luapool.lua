@@ -245,7 +245,8 @@ end
 -- For coroutine schedulers: yields the running coroutine until the task
 -- settles, then returns what get() does. Inside a cqueues controller it
 -- yields through cqueues.poll on the pool (a pollable: pollfd, events,
--- timeout); in another coroutine it yields the pool, for the scheduler to
+-- timeout) and on a condition that pool:poll signals when it settles tasks
+-- (the fd says nothing of results another coroutine's poll took); in another coroutine it yields the pool, for the scheduler to
 -- resume once pool:pollfd() is readable; outside a coroutine it waits as
 -- get() does.
 function Task:await()
@@ -256,7 +257,12 @@ function Task:await()
     local cq = package.loaded.cqueues
     local co, main = coroutine.running()
     if cq and cq.running and cq.running() then
-      cq.poll(pool, 0.1)  -- a bound, should a wake-up of the fd be missed
+      local cond = pool._cq_cond
+      if not cond then
+        cond = require("cqueues.condition").new()
+        pool._cq_cond = cond
+      end
+      cq.poll(pool, cond, 0.1)  -- and a bound, should a wake-up still be missed
     elseif co and not main and (not coroutine.isyieldable or coroutine.isyieldable()) then
       coroutine.yield(pool)
     else
@@ -739,7 +745,11 @@ function methods.poll(self, timeout)
     self._core:poll(timeout, self._settle)
     after_poll(self)
   end
-  return self._settled - before
+  local n = self._settled - before
+  -- coroutines awaiting under cqueues wait for the fd, which this poll may
+  -- just have drained of their results: wake them to look (Task:await)
+  if n > 0 and self._cq_cond then self._cq_cond:signal() end
+  return n
 end
 
 -- Blocks in the core until results come, settling them, until done() or

@@ -274,6 +274,7 @@ lp_pool *lp_pool_new(void) {
   atomic_init(&p->refs, 1);
   atomic_init(&p->pipe_w, -1);
   p->pipe_r = p->timer_fd = p->poll_fd = -1;
+  lp_spin_init(p);
   return p;
 }
 
@@ -659,10 +660,18 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   }
   if (timeout_ms == 0 || atomic_load(&p->done)) return take_all(p);
   start = lp_now_ns();
-  for (;;) {  /* spin a little: results often follow within microseconds */
-    uint64_t spent = lp_now_ns() - start;
-    if (atomic_load_explicit(&p->done, memory_order_acquire)) return take_all(p);
-    if (spent > MAIN_SPIN_NS || (timeout_ms > 0 && spent > timeout_ms * 1e6)) break;
+  /* spin a little where it pays: results often follow within microseconds */
+  if (lp_spin_should(p, &p->spinner)) {
+    unsigned i = 0;
+    for (;;) {
+      uint64_t spent = lp_now_ns() - start;
+      if (atomic_load_explicit(&p->done, memory_order_acquire)) {
+        lp_spin_learn(&p->spinner, spent, MAIN_SPIN_NS);
+        return take_all(p);
+      }
+      if (spent > MAIN_SPIN_NS || (timeout_ms > 0 && spent > timeout_ms * 1e6)) break;
+      if ((++i & 63) == 0 && !lp_spin_allowed(p)) break;
+    }
   }
   pthread_mutex_lock(&p->done_lock);
   atomic_store(&p->main_sleeping, 1);
@@ -677,6 +686,7 @@ lp_msg *lp_pool_take(lp_pool *p, double timeout_ms) {
   }
   atomic_store(&p->main_sleeping, 0);
   pthread_mutex_unlock(&p->done_lock);
+  lp_spin_learn(&p->spinner, lp_now_ns() - start, MAIN_SPIN_NS);
   return take_all(p);
 }
 

@@ -15,6 +15,12 @@
 #include <sys/types.h>
 
 typedef struct lp_pool lp_pool;
+
+/* One waiting thread's record of whether its spins pay (spin.c). */
+typedef struct lp_spinner {
+  int score;                  /* decaying share of waits a spin would have ended, x256 */
+  unsigned waits;
+} lp_spinner;
 typedef struct lp_worker lp_worker;
 typedef struct lp_task lp_task;
 
@@ -103,6 +109,7 @@ struct lp_worker {
   atomic_uint_fast64_t loading_since;  /* ns; 0 unless it loads the task file */
   /* the worker thread's own */
   int ready;                  /* open, not failed since */
+  lp_spinner spinner;
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
   lp_state st;                /* threads: the Lua state */
   lp_proc proc;               /* process: the child */
@@ -174,6 +181,7 @@ struct lp_pool {
   /* main thread only */
   int initialized;
   lp_msg *backlog;            /* taken but not yet handed to Lua */
+  lp_spinner spinner;         /* the main thread's, in take() */
   lp_task *free_tasks;
   int nfree;
   lp_encoder enc;
@@ -185,6 +193,12 @@ struct lp_pool {
   atomic_int broken_any;      /* broken whatever the runtime */
   atomic_int nloading;        /* workers loading the task file */
   uint64_t load_checked;      /* main thread: when loads were last looked at */
+  /* whether waiting threads spin (spin.c); last, away from the hot fields */
+  int ncpu;                   /* cores this process may run on */
+  atomic_int nawake;          /* workers not asleep on their condition */
+  atomic_uint_fast64_t spin_checked;  /* ns: when the load was last looked at */
+  atomic_int others_avg;      /* other runnable threads, decaying average, x256 */
+  atomic_int spin_ok;
 };
 
 #define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
@@ -232,6 +246,16 @@ void lp_pool_maintain(lp_pool *p);            /* start workers as needed */
 int lp_pool_pollfd(lp_pool *p);
 /* Main thread: the pollfd becomes readable in ms (negative: never); 0 or -1. */
 int lp_pool_arm_timer(lp_pool *p, double ms);
+
+/* Whether a waiting thread (a worker, the main thread) should spin before
+** it sleeps: only while the machine leaves a core free for it, and while
+** its recent waits were short enough for a spin to end them (spin.c). */
+void lp_spin_init(lp_pool *p);
+void lp_spinner_init(lp_spinner *s);
+int lp_spin_allowed(lp_pool *p);
+int lp_spin_should(lp_pool *p, lp_spinner *s);
+/* After a wait of waited_ns, for a spin budget of budget_ns. */
+void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);

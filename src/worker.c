@@ -41,13 +41,15 @@ static int has_work(lp_pool *p, lp_worker *w) {
          atomic_load_explicit(&p->stop, memory_order_relaxed);
 }
 
-/* Spins until work may be there, or the spin budget runs out. */
+/* Spins until work may be there, or the spin budget runs out, or the
+** machine has no core to spare for spinning (spin.c). */
 static void spin(lp_pool *p, lp_worker *w) {
   uint64_t start = lp_now_ns();
   unsigned i = 0;
   while (!has_work(p, w)) {
     cpu_relax();
-    if ((++i & 63) == 0 && lp_now_ns() - start > WORKER_SPIN_NS) return;
+    if ((++i & 63) == 0 && (lp_now_ns() - start > WORKER_SPIN_NS || !lp_spin_allowed(p)))
+      return;
   }
 }
 
@@ -81,10 +83,12 @@ static int sleep_until_work(lp_pool *p, lp_worker *w) {
   int timed = p->nlive > p->cfg.min_threads, r = 0;
   w->sleeping = 1;
   p->sleepers[p->nsleepers++] = w;
+  atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
   if (timed)
     r = lp_cond_timedwait(&w->wake, &p->lock, p->cfg.idle_timeout_ms);
   else
     pthread_cond_wait(&w->wake, &p->lock);
+  atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   if (w->sleeping) lp_pool_sleeper_remove(p, w);  /* a timeout, or spurious */
   return timed && r != 0 && !p->head && !p->slots[w->slot].mine &&
          p->nlive > p->cfg.min_threads;
@@ -115,6 +119,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   atomic_store(&w->cancel, 0);  /* a stop that came as the task ended */
   atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
+    atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
     lp_pool_post(p, &t->msg);
     pthread_mutex_unlock(&p->lock);
     w->rt->close(w);
@@ -141,12 +146,15 @@ void *lp_worker_main(void *arg) {
   lp_worker *w = (lp_worker *)arg;
   lp_pool *p = w->pool;
   char err[256];
+  uint64_t idle_since;
   if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;  /* START says what was wrong with the task file, if anything */
     lp_worker_post(w, LP_MSG_START, w->st.load_error[0] ? w->st.load_error : NULL);
   } else {
     lp_worker_post(w, LP_MSG_ERROR, err);
   }
+  lp_spinner_init(&w->spinner);
+  atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   while (w->ready && !w->detached && !atomic_load(&p->stop) && !w->retire) {
     lp_task *t = take(p, w);
@@ -156,14 +164,22 @@ void *lp_worker_main(void *arg) {
       if (r) break;
       continue;
     }
-    p->nspinning++;
-    pthread_mutex_unlock(&p->lock);
-    spin(p, w);
-    pthread_mutex_lock(&p->lock);
-    p->nspinning--;
-    if (has_work(p, w) || w->retire) continue;
+    idle_since = lp_now_ns();
+    if (lp_spin_should(p, &w->spinner)) {
+      p->nspinning++;
+      pthread_mutex_unlock(&p->lock);
+      spin(p, w);
+      pthread_mutex_lock(&p->lock);
+      p->nspinning--;
+      if (has_work(p, w) || w->retire) {
+        lp_spin_learn(&w->spinner, lp_now_ns() - idle_since, WORKER_SPIN_NS);
+        continue;
+      }
+    }
     if (sleep_until_work(p, w)) break;
+    lp_spin_learn(&w->spinner, lp_now_ns() - idle_since, WORKER_SPIN_NS);
   }
+  atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
   if (!w->leaving) {
     w->leaving = 1;
     p->idle--;
