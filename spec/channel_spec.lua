@@ -9,12 +9,7 @@ local jit = rawget(_G, "jit")
 
 local scope = helpers.scope()
 after_each(scope.cleanup)
--- Channels and buffers share the host's memory: these are thread pools, whatever
--- runtime the suite makes the default (make test-process).
-local function new(o)
-  if o.runtime == nil then o.runtime = "threads" end
-  return scope.new_pool(o)
-end
+local new = scope.new_thread_pool  -- channels and buffers share the host's memory
 
 local function pool2()
   return new { filename = SHARED, minThreads = 2, maxThreads = 2 }

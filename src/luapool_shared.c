@@ -272,14 +272,7 @@ static void channel_metatable(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"push", ch_push}, {"pop", ch_pop}, {"close", ch_close}, {"closed", ch_closed},
     {"capacity", ch_capacity}, {"pollfd", ch_pollfd}, {NULL, NULL}};
-  if (!luaL_newmetatable(L, CHANNEL_MT)) return;
-  lp_shared_init_metatable(L, &lp_channel_type);
-  lua_pushcfunction(L, ch_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, ch_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
+  lp_shared_new_metatable(L, CHANNEL_MT, &lp_channel_type, methods, ch_len, ch_tostring);
 }
 
 const lp_shared_type lp_channel_type = {"channel", lp_channel_destroy, channel_metatable};
@@ -360,14 +353,7 @@ static int buf_tostring(lua_State *L) {
 static void buffer_metatable(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"read", buf_read}, {"write", buf_write}, {"ptr", buf_ptr}, {NULL, NULL}};
-  if (!luaL_newmetatable(L, BUFFER_MT)) return;
-  lp_shared_init_metatable(L, &lp_sharedbuf_type);
-  lua_pushcfunction(L, buf_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, buf_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
+  lp_shared_new_metatable(L, BUFFER_MT, &lp_sharedbuf_type, methods, buf_len, buf_tostring);
 }
 
 const lp_shared_type lp_sharedbuf_type = {"buffer", lp_sharedbuf_destroy, buffer_metatable};

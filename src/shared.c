@@ -70,3 +70,17 @@ void lp_shared_init_metatable(lua_State *L, const lp_shared_type *t) {
   lua_pushlightuserdata(L, (void *)t);
   lua_setfield(L, -2, LP_SHARED_FIELD);
 }
+
+void lp_shared_new_metatable(lua_State *L, const char *name, const lp_shared_type *t,
+                             const luaL_Reg *methods, lua_CFunction len,
+                             lua_CFunction tostring) {
+  if (!luaL_newmetatable(L, name)) return;
+  lp_shared_init_metatable(L, t);
+  lua_pushcfunction(L, len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+}

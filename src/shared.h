@@ -41,5 +41,10 @@ void lp_shared_push(lua_State *L, lp_shared *o);
 lp_shared *lp_shared_test(lua_State *L, int idx);
 /* Sets the __gc and marker fields of a kind's new metatable (on top). */
 void lp_shared_init_metatable(lua_State *L, const lp_shared_type *t);
+/* Pushes the metatable `name` of a kind, made the first time with its
+** methods as __index, __len and __tostring. */
+void lp_shared_new_metatable(lua_State *L, const char *name, const lp_shared_type *t,
+                             const luaL_Reg *methods, lua_CFunction len,
+                             lua_CFunction tostring);
 
 #endif

@@ -173,6 +173,13 @@ function helpers.scope(options)
     return scope.track(luapool.new(pool_options))
   end
 
+  -- A pool of thread workers whatever runtime the suite makes the default
+  -- (make test-process): for what shares the host's memory.
+  function scope.new_thread_pool(pool_options)
+    if pool_options.runtime == nil then pool_options.runtime = "threads" end
+    return scope.new_pool(pool_options)
+  end
+
   -- A gate (spec/support/gate.lua), released and removed by cleanup.
   function scope.new_gate(result)
     local g = gate().new(result)
