@@ -25,9 +25,9 @@ end
 local function running(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return false end
-  local stat = f:read("*a")
+  local stat = f:read("*a")  -- nil when it ended after the open
   f:close()
-  return stat:match("^%d+ %b() (%a)") ~= "Z"
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- The number a task wrote to path, once it is there.
