@@ -332,7 +332,9 @@ describe("luapool command", function()
     before_each(function()
       session = nil
       if sanitized or not has("tmux") then return end
-      session = "luapool-spec-" .. tostring(os.time()) .. tostring(math.random(1e6))
+      -- the pid: two suites run at once draw the same math.random in the same second
+      local pid = io.open("/proc/self/stat"):read("*l"):match("^%d+")
+      session = "luapool-spec-" .. pid .. "-" .. tostring(os.time()) .. tostring(math.random(1e6))
       tmux = "tmux -L " .. session
       assert.is_truthy(os.execute(tmux .. " new-session -d -s " .. session .. " -x 120 -y 20 sh"))
     end)
