@@ -245,10 +245,10 @@ end
 -- For coroutine schedulers: yields the running coroutine until the task
 -- settles, then returns what get() does. Inside a cqueues controller it
 -- yields through cqueues.poll on the pool (a pollable: pollfd, events,
--- timeout) and on a condition that pool:poll signals when it settles tasks
--- (the fd says nothing of results another coroutine's poll took); in another coroutine it yields the pool, for the scheduler to
--- resume once pool:pollfd() is readable; outside a coroutine it waits as
--- get() does.
+-- timeout) and on a condition signalled whenever a task of the pool settles
+-- (the fd says nothing of results another coroutine took); in another
+-- coroutine it yields the pool, for the scheduler to resume once
+-- pool:pollfd() is readable; outside a coroutine it waits as get() does.
 function Task:await()
   local pool = self._pool
   while not self._state do
@@ -495,8 +495,10 @@ local function forget(self, task)
   self._pending[task._p] = nil
   self._npending = self._npending - 1
   self._completed = self._completed + 1
-  self._settled = self._settled + 1
   task._p = nil
+  -- coroutines awaiting under cqueues wait for the fd, which says nothing of
+  -- results another coroutine's poll or get took: wake them to look (Task:await)
+  if self._cq_cond then self._cq_cond:signal() end
   if task._deadline then
     self._timed[task] = nil
     self._ntimed = self._ntimed - 1
@@ -574,7 +576,6 @@ function luapool.new(options)
   local self = {
     _core = c, _pending = {}, _npending = 0, _completed = 0,
     _dueq = {}, _dhead = 1, _dtail = 0,  -- settled tasks and events whose callbacks are due
-    _settled = 0,                    -- tasks settled by the core or an abort, for poll's count
     _handlers = {}, _opts = opts, _created = now(), _drained = true,
     _once = setmetatable({}, { __mode = "k" }),  -- once's wrappers, by handler
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
@@ -734,7 +735,7 @@ end
 -- something to settle; without it poll never blocks.
 function methods.poll(self, timeout)
   check_duration("pool:poll", timeout)
-  local before = self._settled
+  local before = self._completed
   after_poll(self)
   if self._core then  -- else destroyed, maybe by a callback
     timeout = timeout or 0
@@ -745,11 +746,7 @@ function methods.poll(self, timeout)
     self._core:poll(timeout, self._settle)
     after_poll(self)
   end
-  local n = self._settled - before
-  -- coroutines awaiting under cqueues wait for the fd, which this poll may
-  -- just have drained of their results: wake them to look (Task:await)
-  if n > 0 and self._cq_cond then self._cq_cond:signal() end
-  return n
+  return self._completed - before
 end
 
 -- Blocks in the core until results come, settling them, until done() or
