@@ -394,13 +394,12 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t) {
   return NULL;
 }
 
-/* An "error" event about worker id, from the main thread. */
-static void post_error(lp_pool *p, int id, const char *text) {
+void lp_pool_post_event(lp_pool *p, int kind, int worker_id, const char *text) {
   lp_msg *m = calloc(1, sizeof *m);
   if (!m) return;  /* an event lost to memory exhaustion */
-  m->kind = LP_MSG_ERROR;
-  m->worker_id = id;
-  if (lp_buf_put(&m->body, text, strlen(text) + 1)) {
+  m->kind = kind;
+  m->worker_id = worker_id;
+  if (text && lp_buf_put(&m->body, text, strlen(text) + 1)) {
     free(m);
     return;
   }
@@ -421,7 +420,7 @@ static void interrupt(lp_pool *p, lp_worker *w) {
   if (p->signal_lost) return;
   p->signal_lost = 1;
   snprintf(text, sizeof text, fmt, p->signo - SIGRTMIN);
-  post_error(p, w->slot + 1, text);
+  lp_pool_post_event(p, LP_MSG_ERROR, w->slot + 1, text);
 }
 
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
@@ -596,7 +595,7 @@ void lp_pool_check_loads(lp_pool *p) {
     if (acted && !w->detached && !atomic_load(&p->broken)) broke = 1;
     pthread_mutex_unlock(&p->lock);
     if (broke) lp_pool_break(p, w, why, 1);  /* w is not detached: still the main's */
-    if (acted) post_error(p, i + 1, why);
+    if (acted) lp_pool_post_event(p, LP_MSG_ERROR, i + 1, why);
   }
 }
 

@@ -264,7 +264,9 @@ void lp_pool_post(lp_pool *p, lp_msg *m);
 ** task w runs, or the pool, is to stop meanwhile. */
 #define LP_MESSAGES_MAX 10000
 int lp_pool_post_message(lp_worker *w, lp_msg *m);
-/* Posts an event (LP_MSG_ERROR with text, LP_MSG_START) from worker w. */
+/* Posts an event (LP_MSG_ERROR with text, LP_MSG_START) about worker_id,
+** from any thread; lp_worker_post does so from worker w. */
+void lp_pool_post_event(lp_pool *p, int kind, int worker_id, const char *text);
 void lp_worker_post(lp_worker *w, int kind, const char *text);
 /* A process worker that cannot run at all (its program is missing or
 ** another build), or (any) a task file that did not load in time: every

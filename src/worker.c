@@ -54,15 +54,7 @@ static void spin(lp_pool *p, lp_worker *w) {
 }
 
 void lp_worker_post(lp_worker *w, int kind, const char *text) {
-  lp_msg *m = calloc(1, sizeof *m);
-  if (!m) return;  /* an event lost to memory exhaustion */
-  m->kind = kind;
-  m->worker_id = w->slot + 1;
-  if (text && lp_buf_put(&m->body, text, strlen(text) + 1)) {
-    free(m);
-    return;
-  }
-  lp_pool_post(w->pool, m);
+  lp_pool_post_event(w->pool, kind, w->slot + 1, text);
 }
 
 /* Opens (or renews) what runs w's tasks, loading the task file: timed by
