@@ -320,6 +320,112 @@ describe("process runtime", function()
     end
   end)
 
+  -- Short tasks go to a worker's process ahead of their turn, many in one write
+  -- (rt_process.c); none of that may show. A worker's first tasks are short "pid"
+  -- ones, so that it has learnt to send tasks ahead when the tasks under test come.
+  describe("tasks sent ahead of their turn", function()
+    local function warm(pool)
+      local tasks = {}
+      for i = 1, 100 do tasks[i] = pool:run(nil, { name = "pid" }) end
+      for i = 1, 100 do tasks[i]:get() end
+    end
+
+    -- How often each task wrote its index to path.
+    local function runs(path)
+      local n = {}
+      local f = io.open(path)
+      if not f then return n end
+      for line in f:lines() do n[tonumber(line)] = (n[tonumber(line)] or 0) + 1 end
+      f:close()
+      return n
+    end
+
+    -- 80 marking tasks with a fault among them, all submitted at once behind a
+    -- worker that is busy: only the faulting task fails, every other runs once.
+    local function fault_among(name, value, message)
+      local pool = new { minThreads = 1, maxThreads = 1 }
+      local path, gate = tmpname(), { path = tmpname(), release = tmpname() }
+      warm(pool)
+      local busy = pool:run(gate, { name = "block" })
+      read_pid(pool, gate.path)
+      local tasks = {}
+      for i = 1, 60 do tasks[#tasks + 1] = pool:run(nil, { name = "pid" }) end
+      for i = 1, 40 do tasks[#tasks + 1] = pool:run({ path = path, i = i }, { name = "mark" }) end
+      local bad = pool:run(value, { name = name })
+      for i = 41, 80 do tasks[#tasks + 1] = pool:run({ path = path, i = i }, { name = "mark" }) end
+      helpers.touch(gate.release)
+      assert.equal("released", busy:get())
+      local e = rejection(bad)
+      assert.equal("worker_exited", e.code)
+      assert.truthy(e.message:find(message), e.message)
+      for _, t in ipairs(tasks) do t:get() end
+      local n = runs(path)
+      for i = 1, 80 do assert.equal(1, n[i], "task " .. i .. " ran " .. (n[i] or 0) .. " times") end
+    end
+
+    it("runs each once when the worker calls os.exit with tasks in its pipe", function()
+      fault_among("exit", 3, "^Worker exited with code 3$")
+    end)
+
+    it("runs each once when the worker's process dies with tasks in its pipe", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      fault_among("exit_now", 3, "^Worker exited unexpectedly: exited with status 3$")
+    end)
+
+    -- A busy worker with tasks behind it; stop(tasks) stops some of them while it
+    -- is busy: they never run, the worker is neither disturbed nor replaced, and the
+    -- others run once.
+    local function stopped_behind(options, run_options, stop)
+      options.minThreads, options.maxThreads = 1, 1
+      local pool = new(options)
+      local destroyed = 0
+      pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
+      local path, gate = tmpname(), { path = tmpname(), release = tmpname() }
+      warm(pool)
+      local tasks = {}
+      for i = 1, 40 do tasks[i] = pool:run(nil, { name = "pid" }) end
+      local busy = pool:run(gate, { name = "block" })
+      for i = 1, 20 do
+        local o = (i == 5 or i == 10 or i == 11) and run_options or {}
+        o.name = "mark"
+        tasks[40 + i] = pool:run({ path = path, i = i }, o)
+      end
+      read_pid(pool, gate.path)
+      local stopped = stop(pool, { tasks[45], tasks[50], tasks[51] })
+      helpers.touch(gate.release)
+      assert.equal("released", busy:get())
+      for i, t in ipairs(tasks) do
+        if i ~= 45 and i ~= 50 and i ~= 51 then t:get() end
+      end
+      local n = runs(path)
+      for i = 1, 20 do
+        assert.equal((i == 5 or i == 10 or i == 11) and 0 or 1, n[i] or 0, "task " .. i)
+      end
+      assert.equal(0, destroyed)
+      return stopped
+    end
+
+    it("never starts one that was cancelled, and leaves its worker be", function()
+      local codes = stopped_behind({}, {}, function(_, list)
+        local codes = {}
+        for _, t in ipairs(list) do
+          assert.is_true(t:cancel())
+          codes[#codes + 1] = rejection(t).code
+        end
+        return codes
+      end)
+      for _, code in ipairs(codes) do assert.truthy(code == "cancelled" or code == "aborted", code) end
+    end)
+
+    it("gives up on one that timed out without killing the worker busy before it", function()
+      stopped_behind({ terminateTimeout = 20 }, { timeout = 30 }, function(pool, list)
+        for _, t in ipairs(list) do assert.equal("timeout", rejection(t).code) end
+        local until_ms = luapool.now() + 200  -- terminateTimeout passes 10 times over
+        poll_until(pool, function() return luapool.now() >= until_ms end)
+      end)
+    end)
+  end)
+
   it("leaves no worker behind when its host is killed with SIGKILL", function()
     if not helpers.can_host() then pending("no host process under TSan or valgrind") return end
     local h = helpers.host([[

@@ -80,6 +80,7 @@ lp_task *lp_task_new(lp_pool *p) {
   atomic_init(&t->state, LP_TASK_QUEUED);
   t->failed = 0;
   t->target = -1;
+  t->in_child = 0;
   t->in.len = t->out.len = 0;
   return t;
 }
@@ -385,13 +386,58 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   return 0;
 }
 
-static lp_worker *worker_running(lp_pool *p, lp_task *t) {
+/* The worker that runs t, or has it among the tasks sent ahead to its
+** child (*ahead set then). Lock held. */
+static lp_worker *worker_running(lp_pool *p, lp_task *t, int *ahead) {
   int i;
   for (i = 0; i < p->cfg.max_threads; i++) {
     lp_worker *w = p->slots[i].w;
-    if (w && w->task == t) return w;
+    lp_task *s;
+    if (!w) continue;
+    *ahead = 0;
+    if (w->task == t) return w;
+    *ahead = 1;
+    for (s = w->sent; s; s = s->next)
+      if (s == t) return w;
   }
   return NULL;
+}
+
+int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
+  lp_pool *p = w->pool;
+  long share;
+  int n = 0;
+  *first = NULL;
+  pthread_mutex_lock(&p->lock);
+  share = (long)atomic_load_explicit(&p->queued, memory_order_relaxed) / (p->nlive > 1 ? p->nlive : 1);
+  if (max > share) max = (int)share;
+  while (n < max && p->head && !p->slots[w->slot].mine && !lp_buf_nrefs(&p->head->in)) {
+    lp_task *t = p->head;
+    lp_pool_unlink_queued(p, t);
+    atomic_store(&t->state, LP_TASK_RUNNING);
+    if (w->sent_tail) w->sent_tail->next = t; else w->sent = t;
+    w->sent_tail = t;
+    w->nsent++;
+    if (!*first) *first = t;
+    n++;
+  }
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
+
+void lp_pool_requeue_sent(lp_pool *p, lp_worker *w) {
+  lp_task *t = w->sent, *rev = NULL, *next;
+  for (; t; t = next) {  /* reversed, then each pushed on the head */
+    next = t->next;
+    t->next = rev;
+    rev = t;
+  }
+  w->sent = w->sent_tail = NULL;
+  w->nsent = 0;
+  for (t = rev; t; t = next) {
+    next = t->next;
+    lp_pool_requeue(p, t);
+  }
 }
 
 void lp_pool_post_event(lp_pool *p, int kind, int worker_id, const char *text) {
@@ -424,7 +470,7 @@ static void interrupt(lp_pool *p, lp_worker *w) {
 }
 
 int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
-  int r = LP_TASK_DONE;
+  int r = LP_TASK_DONE, ahead;
   lp_worker *w = NULL;
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&t->state) == LP_TASK_QUEUED) {
@@ -441,8 +487,8 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
     }
     atomic_store(&t->state, LP_TASK_DONE);
     r = LP_TASK_QUEUED;
-  } else if ((w = worker_running(p, t))) {
-    r = LP_TASK_RUNNING;
+  } else if ((w = worker_running(p, t, &ahead))) {
+    r = LP_TASK_RUNNING;  /* if sent ahead, its child will not start it */
     if (queued_only) w = NULL;
     else atomic_store(&w->cancel, t->id);
   }
@@ -453,6 +499,7 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
 
 void lp_pool_requeue(lp_pool *p, lp_task *t) {
   t->target = -1;
+  t->in_child = 0;
   t->prev = NULL;
   t->next = p->head;
   if (p->head) p->head->prev = t; else p->tail = t;
@@ -508,10 +555,10 @@ static void detach(lp_pool *p, lp_worker *w) {
 
 int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   lp_worker *w;
-  int id = 0;
+  int id = 0, ahead;
   *killed = 0;
   pthread_mutex_lock(&p->lock);
-  if ((w = worker_running(p, t))) {
+  if ((w = worker_running(p, t, &ahead)) && !ahead) {  /* not one waiting its turn */
     id = w->slot + 1;
     if (w->rt->kill) {  /* its thread sees the end and leaves as usual */
       w->rt->kill(w);

@@ -67,6 +67,7 @@ struct lp_task {
   atomic_int state;
   int failed;                  /* out holds code, message, value, traceback */
   int target;                  /* worker slot, or -1 for any worker */
+  int in_child;                /* written to a process worker's child ahead of its turn */
   unsigned id;                 /* never 0; names it across a process boundary */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
@@ -81,6 +82,7 @@ typedef struct lp_proc {
   lp_reader rd;
   lp_buf out;                 /* frames being written */
   int status;                 /* from waitpid, once reaped */
+  int64_t task_ns;            /* decaying mean of its tasks' time: short ones go ahead */
 } lp_proc;
 
 /* A worker: a thread of the host that takes tasks, and what runs them (its
@@ -101,6 +103,8 @@ struct lp_worker {
   int exited;                 /* has posted its EXIT: about to return */
   int retire;                 /* end after the task it runs (recycling) */
   lp_task *task;              /* the task it runs */
+  lp_task *sent, *sent_tail;  /* process: taken to run after it, in its child's pipe */
+  int nsent;                  /* (written by the worker's thread only) */
   /* read by other threads */
   atomic_int busy;
   atomic_uint_fast64_t ntasks;
@@ -109,6 +113,7 @@ struct lp_worker {
   atomic_uint_fast64_t loading_since;  /* ns; 0 unless it loads the task file */
   /* the worker thread's own */
   int ready;                  /* open, not failed since */
+  int draining;               /* to end once the tasks sent ahead are done */
   lp_spinner spinner;
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
   lp_state st;                /* threads: the Lua state */
@@ -236,6 +241,13 @@ int lp_pool_retire_all(lp_pool *p);
 void lp_pool_requeue(lp_pool *p, lp_task *t);
 /* A leaving worker's mailbox goes to the head of the queue. Lock held. */
 void lp_pool_requeue_mailbox(lp_pool *p, int slot);
+/* Process workers, on w's thread: moves up to max tasks from the queue's
+** head to w->sent, to go to its child ahead of their turn; never more than
+** a fair share of the queue, nor a task that names shared memory, nor any
+** while w's mailbox has tasks. Returns how many, *first the first of them. */
+int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first);
+/* w's tasks sent ahead go back to the queue's head, in order. Lock held. */
+void lp_pool_requeue_sent(lp_pool *p, lp_worker *w);
 /* Takes t out of the queue; takes w off the sleepers' stack. Lock held. */
 void lp_pool_unlink_queued(lp_pool *p, lp_task *t);
 void lp_pool_sleeper_remove(lp_pool *p, lp_worker *w);

@@ -19,6 +19,12 @@
 extern char **environ;
 
 #define EXIT_GRACE_MS 2000  /* a child whose output ended has this long to go */
+/* Tasks that take less than this on average go to the child ahead of their
+** turn, up to AHEAD_MAX at a time, so that it never waits for the next one:
+** one write carries many, and a task waits behind at most AHEAD_MAX short
+** ones (a longer one holds up those sent after it, as it would its worker). */
+#define AHEAD_TASK_NS 100000
+#define AHEAD_MAX 16
 
 /* ---- starting ---------------------------------------------------------- */
 
@@ -157,6 +163,9 @@ static int fault(lp_worker *w, lp_task *t, int corrupt) {
   const char *err[4] = {"worker_exited", msg, NULL, NULL};
   if (corrupt) kill_child(&w->proc);
   reap(&w->proc, cause, sizeof cause);
+  pthread_mutex_lock(&w->pool->lock);  /* results come in order: the rest never started */
+  lp_pool_requeue_sent(w->pool, w);
+  pthread_mutex_unlock(&w->pool->lock);
   if (corrupt)
     snprintf(msg, sizeof msg, "Worker exited unexpectedly: it sent a corrupt frame (%s)", cause);
   else
@@ -255,6 +264,7 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   sigset_t pipe;
   int r;
   c->to = c->from = c->life = c->rd.fd = -1;
+  c->task_ns = 2 * AHEAD_TASK_NS;  /* nothing goes ahead until tasks prove short */
   sigemptyset(&pipe);  /* a child gone: EPIPE, not a signal to the host */
   sigaddset(&pipe, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe, NULL);
@@ -286,31 +296,70 @@ static int refuse_shared(lp_task *t) {
   return 0;
 }
 
+static int put_task(lp_proc *c, lp_task *t) {
+  if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len)) return -1;
+  t->in_child = 1;
+  return 0;
+}
+
+/* Whether to send tasks ahead now: w's tasks are short, and fewer than
+** half of AHEAD_MAX wait in its child. */
+static int ahead_wanted(lp_worker *w) {
+  return !w->draining && !w->retire && !w->pool->cfg.isolate &&
+         w->proc.task_ns < AHEAD_TASK_NS && w->nsent < AHEAD_MAX / 2;
+}
+
+/* Writes t, unless it went ahead earlier, and the tasks that go ahead of
+** their turn now; -1 (errno EPIPE) when the child was gone, -2 when t
+** could not be put (out of memory). */
+static int send_tasks(lp_worker *w, lp_task *t) {
+  lp_proc *c = &w->proc;
+  lp_task *next;
+  int n = 0, r = 0;
+  c->out.len = 0;
+  if (!t->in_child && put_task(c, t)) return -2;
+  if (ahead_wanted(w)) n = lp_pool_send_ahead(w, AHEAD_MAX - w->nsent, &next);
+  for (; n > 0 && put_task(c, next) == 0; n--) next = next->next;  /* the rest go later */
+  if (c->out.len) r = lp_write_all(c->to, &c->out);
+  c->out.len = 0;
+  return r;
+}
+
+/* The time the child took to run it, as it says. */
+static void task_time(lp_proc *c, const lp_frame *f) {
+  uint64_t ns;
+  memcpy(&ns, f->body + 8, 8);
+  if (ns > (uint64_t)1e12) ns = (uint64_t)1e12;
+  c->task_ns += ((int64_t)ns - c->task_ns) / 8;
+}
+
 static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
+  int was_sent = t->in_child, r;
   lp_frame f;
-  int r;
   if (lp_buf_nrefs(&t->in)) return refuse_shared(t);
-  if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len) == 0 &&
-      lp_write_all(c->to, &c->out) && errno == EPIPE) {
-    c->out.len = 0;  /* the child was gone before the task reached it */
+  if ((r = send_tasks(w, t)) == -2) {
+    t->failed = 1;  /* an empty outcome reads as out of memory */
+    t->out.len = 0;
+    return 0;
+  }
+  if (r && errno == EPIPE && !was_sent) {  /* the child was gone before t reached it */
     fault(w, t, 0);
     return LP_UNSENT;
-  }
-  c->out.len = 0;  /* another failure shows below as the end of its output */
+  }  /* another failure shows below as the end of its output */
   for (;;) {
     if ((r = lp_reader_next(&c->rd, &f)) <= 0) return fault(w, t, r < 0 && errno == EPROTO);
     if (forward(w, &f)) continue;
-    if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 8) return fault(w, t, 1);
+    if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
     heap_seen(w, &f);
+    task_time(c, &f);
     t->out.len = 0;
-    if (lp_buf_put(&t->out, f.body + 8, f.len - 8)) {
+    t->failed = (f.flags & LP_RESULT_FAILED) != 0;
+    if (lp_buf_put(&t->out, f.body + 16, f.len - 16)) {
       t->failed = 1;  /* an empty outcome reads as out of memory */
       t->out.len = 0;
-      return 1;
     }
-    t->failed = (f.flags & LP_RESULT_FAILED) != 0;
-    return (f.flags & LP_RESULT_STOPPED) != 0;
+    return (f.flags & LP_RESULT_STOPPED) != 0;  /* then its child runs no more */
   }
 }
 

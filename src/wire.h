@@ -25,7 +25,7 @@ enum {
   LP_FRAME_CONFIG,     /* host: the worker's configuration */
   LP_FRAME_READY,      /* worker: its state is open; body: u64 heap bytes */
   LP_FRAME_TASK,       /* host: id, body: the task's input */
-  LP_FRAME_RESULT,     /* worker: id, flags, body: u64 heap bytes, outcome */
+  LP_FRAME_RESULT,     /* worker: id, flags, body: u64 heap bytes, u64 ns it ran, outcome */
   LP_FRAME_MESSAGE,    /* worker: a postMessage value */
   LP_FRAME_ERROR,      /* worker: an "error" event's text */
   LP_FRAME_KINDS
@@ -69,7 +69,7 @@ int lp_reader_next(lp_reader *r, lp_frame *f);
 ** host interrupts its task with LP_PROC_SIGNAL, queued with the task's id
 ** (0: whatever runs, the pool is stopping). */
 enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5 };
-#define LP_PROC_SIGNAL SIGUSR1
+#define LP_PROC_SIGNAL (SIGRTMIN + 1)  /* real-time: each stop is queued, none merged */
 
 /* The first frame each way: who is at the other end. */
 #define LP_PROTOCOL 1

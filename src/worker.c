@@ -17,11 +17,15 @@
 
 /* ---- the thread -------------------------------------------------------- */
 
-/* The next task for w: its slot's mailbox first, then the queue. Lock held. */
+/* The next task for w: those sent ahead to its child first, then its
+** slot's mailbox, then the queue. Lock held. */
 static lp_task *take(lp_pool *p, lp_worker *w) {
   lp_slot *sl = &p->slots[w->slot];
-  lp_task *t = sl->mine;
-  if (t) {
+  lp_task *t;
+  if ((t = w->sent)) {  /* already in its child's pipe */
+    if (!(w->sent = t->next)) w->sent_tail = NULL;
+    w->nsent--;
+  } else if ((t = sl->mine)) {
     if (!(sl->mine = t->next)) sl->mine_tail = NULL;
     atomic_fetch_sub(&sl->nmine, 1);
   } else if ((t = p->head)) {
@@ -108,7 +112,10 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
     lp_pool_requeue(p, t);  /* for another worker; this one ends */
     return 1;
   }
-  atomic_store(&w->cancel, 0);  /* a stop that came as the task ended */
+  {  /* a stop that came as the task ended; one for a task sent ahead stays */
+    unsigned id = t->id;
+    atomic_compare_exchange_strong(&w->cancel, &id, 0);
+  }
   atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
     atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
@@ -121,7 +128,11 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   }
   p->idle++;  /* before the result is seen: its sender may submit again */
   lp_pool_post(p, &t->msg);
-  if (stopped || w->retire) return 1;
+  if (stopped) {  /* its state ran its last task: those sent ahead never start */
+    lp_pool_requeue_sent(p, w);
+    return 1;
+  }
+  if (w->retire) return 1;  /* after those sent ahead */
   if (p->cfg.recycle_heap && atomic_load(&w->heap_bytes) > p->cfg.recycle_heap) return 1;
   if (p->cfg.isolate && w->rt->renew) {  /* the next task's fresh state, made while idle */
     char err[256];
@@ -148,12 +159,15 @@ void *lp_worker_main(void *arg) {
   lp_spinner_init(&w->spinner);
   atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
-  while (w->ready && !w->detached && !atomic_load(&p->stop) && !w->retire) {
+  while (w->ready && !w->detached && !atomic_load(&p->stop) && (w->sent || !w->retire)) {
     lp_task *t = take(p, w);
     if (t) {
       int r = serve(p, w, t);
       if (r < 0) return NULL;
-      if (r) break;
+      if (r || w->draining) {  /* those sent ahead are run first */
+        if (!w->sent) break;
+        w->draining = 1;
+      }
       continue;
     }
     idle_since = lp_now_ns();
@@ -176,6 +190,7 @@ void *lp_worker_main(void *arg) {
     w->leaving = 1;
     p->idle--;
     p->nlive--;
+    lp_pool_requeue_sent(p, w);  /* the pool stops: to be freed with the queue */
     lp_pool_requeue_mailbox(p, w->slot);  /* runAll tasks it will not run */
   }
   pthread_mutex_unlock(&p->lock);

@@ -17,6 +17,7 @@
 #include "wire.h"
 
 enum { EXIT_HOST_GONE = 70, EXIT_PROTOCOL = 71, EXIT_NOMEM = 72 };
+#define STOPPED_MAX 32
 
 typedef struct worker {
   lp_state st;
@@ -28,6 +29,8 @@ typedef struct worker {
   lp_buf outcome;           /* a task's */
   atomic_uint cancel;       /* set by the host's signal */
   atomic_int stop;
+  atomic_uint stopped[STOPPED_MAX];  /* the ids it stopped last: some may wait their turn */
+  atomic_uint nstopped;
 } worker;
 
 static worker *the_worker;  /* the signal handler's way to it */
@@ -101,9 +104,23 @@ static void on_signal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   if (!wk || si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
   id = (unsigned)si->si_value.sival_int;
-  if (id) atomic_store(&wk->cancel, id);
-  else atomic_store(&wk->stop, 1);
+  if (!id) {
+    atomic_store(&wk->stop, 1);
+  } else {  /* a task sent ahead is stopped when its turn comes (serve) */
+    atomic_store(&wk->stopped[atomic_fetch_add(&wk->nstopped, 1) % STOPPED_MAX], id);
+    unsigned now = atomic_load(&wk->st.intr.current);
+    if (now && now != id) return;  /* 0: between tasks, maybe about to start id */
+    atomic_store(&wk->cancel, id);
+  }
   lp_interrupt_signalled(&wk->st.intr);
+}
+
+/* Whether the host stopped task id before it started. */
+static int stopped_ahead(worker *wk, unsigned id) {
+  int i;
+  for (i = 0; i < STOPPED_MAX; i++)
+    if (atomic_load(&wk->stopped[i]) == id) return 1;
+  return 0;
 }
 
 /* The watchdog with every signal blocked, so the host's go to the main thread. */
@@ -209,16 +226,21 @@ static int open_state(worker *wk) {
 
 /* ---- serving ----------------------------------------------------------- */
 
-static void serve(worker *wk, const lp_frame *f) {
+/* Runs a task and sends its result; 1 when it was this state's last (it
+** was stopped, or called os.exit). */
+static int serve(worker *wk, const lp_frame *f) {
   int failed, stopped;
-  uint64_t heap;
+  uint64_t head[2];  /* heap bytes, then the task's time in ns */
+  if (atomic_load(&wk->nstopped) && stopped_ahead(wk, f->id)) atomic_store(&wk->cancel, f->id);
+  head[1] = lp_now_ns();
   stopped = lp_state_run(&wk->st, f->id, f->body, f->len, &wk->outcome, &failed);
-  heap = lp_state_heap(&wk->st);
+  head[1] = lp_now_ns() - head[1];
+  head[0] = lp_state_heap(&wk->st);
   if (lp_frame_header(&wk->out, LP_FRAME_RESULT,
                       (failed ? LP_RESULT_FAILED : 0) | (stopped ? LP_RESULT_STOPPED : 0),
-                      f->id, sizeof heap + wk->outcome.len))
+                      f->id, sizeof head + wk->outcome.len))
     _exit(EXIT_NOMEM);
-  lp_buf_put(&wk->out, &heap, sizeof heap);  /* room was made */
+  lp_buf_put(&wk->out, head, sizeof head);  /* room was made */
   if (wk->outcome.len) lp_buf_put(&wk->out, wk->outcome.data, wk->outcome.len);
   wk->outcome.len = 0;
   if (lp_write_all(LP_FD_OUT, &wk->out)) _exit(EXIT_HOST_GONE);
@@ -226,6 +248,7 @@ static void serve(worker *wk, const lp_frame *f) {
     lp_state_close(&wk->st);
     open_state(wk);  /* the host waits for its READY while idle */
   }
+  return stopped;
 }
 
 int main(void) {
@@ -239,9 +262,9 @@ int main(void) {
   hello(&wk);
   configure(&wk);
   if (open_state(&wk)) return 1;
-  for (;;) {
+  do {
     next_frame(&wk, &f);
     if (f.kind != LP_FRAME_TASK) _exit(EXIT_PROTOCOL);
-    serve(&wk, &f);
-  }
+  } while (!serve(&wk, &f));
+  for (;;) next_frame(&wk, &f);  /* tasks sent ahead go to another worker */
 }
