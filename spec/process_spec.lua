@@ -373,9 +373,10 @@ describe("process runtime", function()
     end)
 
     -- A busy worker with tasks behind it; stop(tasks) stops some of them while it
-    -- is busy: they never run, the worker is neither disturbed nor replaced, and the
-    -- others run once.
-    local function stopped_behind(options, run_options, stop)
+    -- is busy: they never run, the worker is neither disturbed nor replaced (unless a
+    -- task that ends it, `fault`, comes right after the busy one), and the others
+    -- run once.
+    local function stopped_behind(options, run_options, stop, fault)
       options.minThreads, options.maxThreads = 1, 1
       local pool = new(options)
       local destroyed = 0
@@ -385,6 +386,7 @@ describe("process runtime", function()
       local tasks = {}
       for i = 1, 40 do tasks[i] = pool:run(nil, { name = "pid" }) end
       local busy = pool:run(gate, { name = "block" })
+      local bad = fault and pool:run(3, { name = fault })
       for i = 1, 20 do
         local o = (i == 5 or i == 10 or i == 11) and run_options or {}
         o.name = "mark"
@@ -401,7 +403,11 @@ describe("process runtime", function()
       for i = 1, 20 do
         assert.equal((i == 5 or i == 10 or i == 11) and 0 or 1, n[i] or 0, "task " .. i)
       end
-      assert.equal(0, destroyed)
+      if bad then
+        assert.equal("worker_exited", rejection(bad).code)
+      else
+        assert.equal(0, destroyed)
+      end
       return stopped
     end
 
@@ -415,6 +421,12 @@ describe("process runtime", function()
         return codes
       end)
       for _, code in ipairs(codes) do assert.truthy(code == "cancelled" or code == "aborted", code) end
+    end)
+
+    it("never starts one that was cancelled, even when its worker ends before its turn", function()
+      stopped_behind({}, {}, function(_, list)
+        for _, t in ipairs(list) do assert.is_true(t:cancel()) end
+      end, "exit")
     end)
 
     it("gives up on one that timed out without killing the worker busy before it", function()

@@ -80,7 +80,7 @@ lp_task *lp_task_new(lp_pool *p) {
   atomic_init(&t->state, LP_TASK_QUEUED);
   t->failed = 0;
   t->target = -1;
-  t->in_child = 0;
+  t->in_child = t->stopped_ahead = 0;
   t->in.len = t->out.len = 0;
   return t;
 }
@@ -436,7 +436,17 @@ void lp_pool_requeue_sent(lp_pool *p, lp_worker *w) {
   w->nsent = 0;
   for (t = rev; t; t = next) {
     next = t->next;
-    lp_pool_requeue(p, t);
+    t->next = NULL;
+    if (!t->stopped_ahead) {
+      lp_pool_requeue(p, t);
+      continue;
+    }
+    atomic_store(&t->state, LP_TASK_DONE);  /* settled already: only to be freed */
+    t->failed = 1;
+    t->out.len = 0;
+    t->t_start = t->t_end = lp_now_ns();
+    t->msg.worker_id = w->slot + 1;
+    lp_pool_post(p, &t->msg);
   }
 }
 
@@ -488,12 +498,16 @@ int lp_pool_stop_task(lp_pool *p, lp_task *t, int queued_only) {
     atomic_store(&t->state, LP_TASK_DONE);
     r = LP_TASK_QUEUED;
   } else if ((w = worker_running(p, t, &ahead))) {
-    r = LP_TASK_RUNNING;  /* if sent ahead, its child will not start it */
+    r = LP_TASK_RUNNING;
     if (queued_only) w = NULL;
+    else if (ahead) {  /* it will not start */
+      t->stopped_ahead = 1;
+      w->rt->stop_ahead(w, t->id);
+    }
     else atomic_store(&w->cancel, t->id);
   }
   pthread_mutex_unlock(&p->lock);
-  if (w) interrupt(p, w);
+  if (w && !ahead) interrupt(p, w);
   return r;
 }
 

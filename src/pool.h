@@ -42,6 +42,9 @@ typedef struct lp_runtime {
   void (*interrupt)(lp_worker *w);
   /* Ends the worker's code at once, if this runtime can (NULL if not). */
   void (*kill)(lp_worker *w);
+  /* From any thread: task id, sent ahead to w (lp_pool_send_ahead), is not
+  ** to start (NULL where nothing is sent ahead). */
+  void (*stop_ahead)(lp_worker *w, unsigned id);
 } lp_runtime;
 
 enum { LP_RT_THREADS, LP_RT_PROCESS };
@@ -68,6 +71,7 @@ struct lp_task {
   int failed;                  /* out holds code, message, value, traceback */
   int target;                  /* worker slot, or -1 for any worker */
   int in_child;                /* written to a process worker's child ahead of its turn */
+  int stopped_ahead;           /* stopped while sent ahead: never to run */
   unsigned id;                 /* never 0; names it across a process boundary */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */

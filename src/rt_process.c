@@ -395,6 +395,15 @@ static void pr_kill(lp_worker *w) {
   kill_child(&w->proc);
 }
 
+static void pr_stop_ahead(lp_worker *w, unsigned id) {
+  lp_proc *c = &w->proc;
+  union sigval v;
+  v.sival_int = (int)id;
+  pthread_mutex_lock(&c->lock);
+  if (c->alive) sigqueue(c->pid, LP_PROC_AHEAD_SIGNAL, v);
+  pthread_mutex_unlock(&c->lock);
+}
+
 /* With isolateWorkers the child makes its next state as soon as it has sent
 ** a result; this waits for it (and its teardown's events) while idle. */
 static int pr_renew(lp_worker *w, char *err, size_t errlen) {
@@ -402,4 +411,4 @@ static int pr_renew(lp_worker *w, char *err, size_t errlen) {
 }
 
 const lp_runtime lp_rt_process = {"process", pr_open, pr_run, pr_renew, pr_close, pr_interrupt,
-                                  pr_kill};
+                                  pr_kill, pr_stop_ahead};

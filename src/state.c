@@ -498,13 +498,13 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
                  int *failed) {
   lua_State *L = s->L;
   task_io t;
-  int stopped = 0, ran = 0;
+  int stopped = 0;
   t.in = in;
   t.len = len;
   t.out = out;
   t.failed = 0;
   lua_settop(L, 0);
-  if ((ran = lp_interrupt_enter(&s->intr, L, id))) {
+  if (lp_interrupt_enter(&s->intr, L, id)) {
     int status;
     lua_pushcfunction(L, run_task);
     lua_pushlightuserdata(L, s);
@@ -526,7 +526,7 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
   if (atomic_load(s->intr.cancel) == id || atomic_load(s->intr.stop)) {
     lua_pushnil(L);
     put_error(s, &t, "aborted", 1, "The task has been aborted", NULL);
-    stopped = ran || atomic_load(s->intr.stop);  /* one stopped before it began left no trace */
+    stopped = 1;
   }
   lp_interrupt_leave(&s->intr, L);
   if (s->intr.exiting) {

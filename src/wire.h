@@ -70,6 +70,8 @@ int lp_reader_next(lp_reader *r, lp_frame *f);
 ** (0: whatever runs, the pool is stopping). */
 enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5 };
 #define LP_PROC_SIGNAL (SIGRTMIN + 1)  /* real-time: each stop is queued, none merged */
+/* ... and a task sent ahead, not started yet, with LP_PROC_AHEAD_SIGNAL. */
+#define LP_PROC_AHEAD_SIGNAL (SIGRTMIN + 2)
 
 /* The first frame each way: who is at the other end. */
 #define LP_PROTOCOL 2  /* 2: RESULT carries the run time */

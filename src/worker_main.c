@@ -100,22 +100,19 @@ static void *watchdog(void *arg) {
 static void on_signal(int sig, siginfo_t *si, void *uc) {
   worker *wk = the_worker;
   unsigned id;
-  (void)sig;
   (void)uc;
   if (!wk || si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
   id = (unsigned)si->si_value.sival_int;
-  if (!id) {
-    atomic_store(&wk->stop, 1);
-  } else {  /* a task sent ahead is stopped when its turn comes (serve) */
+  if (sig != LP_PROC_SIGNAL) {  /* a task sent ahead: serve will not start it */
     atomic_store(&wk->stopped[atomic_fetch_add(&wk->nstopped, 1) % STOPPED_MAX], id);
-    unsigned now = atomic_load(&wk->st.intr.current);
-    if (now && now != id) return;  /* 0: between tasks, maybe about to start id */
-    atomic_store(&wk->cancel, id);
+    return;
   }
+  if (id) atomic_store(&wk->cancel, id);
+  else atomic_store(&wk->stop, 1);
   lp_interrupt_signalled(&wk->st.intr);
 }
 
-/* Whether the host stopped task id before it started. */
+/* Whether the host stopped task id, sent ahead, before it started. */
 static int stopped_ahead(worker *wk, unsigned id) {
   int i;
   for (i = 0; i < STOPPED_MAX; i++)
@@ -133,7 +130,8 @@ static int start_watchdog(void) {
   sa.sa_sigaction = on_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(LP_PROC_SIGNAL, &sa, NULL)) return -1;
+  if (sigaction(LP_PROC_SIGNAL, &sa, NULL) || sigaction(LP_PROC_AHEAD_SIGNAL, &sa, NULL))
+    return -1;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   r = pthread_create(&t, NULL, watchdog, NULL);
@@ -231,9 +229,15 @@ static int open_state(worker *wk) {
 static int serve(worker *wk, const lp_frame *f) {
   int failed, stopped;
   uint64_t head[2];  /* heap bytes, then the task's time in ns */
-  if (atomic_load(&wk->nstopped) && stopped_ahead(wk, f->id)) atomic_store(&wk->cancel, f->id);
   head[1] = lp_now_ns();
-  stopped = lp_state_run(&wk->st, f->id, f->body, f->len, &wk->outcome, &failed);
+  if (atomic_load(&wk->nstopped) && stopped_ahead(wk, f->id)) {  /* its state is untouched */
+    static const char *const err[4] = {"aborted", "The task has been aborted", NULL, NULL};
+    if (lp_encode_strings(&wk->outcome, err, 4)) _exit(EXIT_NOMEM);
+    failed = 1;
+    stopped = 0;
+  } else {
+    stopped = lp_state_run(&wk->st, f->id, f->body, f->len, &wk->outcome, &failed);
+  }
   head[1] = lp_now_ns() - head[1];
   head[0] = lp_state_heap(&wk->st);
   if (lp_frame_header(&wk->out, LP_FRAME_RESULT,
