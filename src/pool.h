@@ -82,7 +82,7 @@ typedef struct lp_proc {
   pthread_mutex_t lock;       /* pid and alive: no signal to a reaped pid */
   pid_t pid;
   int alive;                  /* under lock: spawned, not yet reaped */
-  int to, from, life;         /* its input, its output, its lifeline */
+  int to, from, life, stops;  /* its input, its output, its lifeline, its stops */
   lp_reader rd;
   lp_buf out;                 /* frames being written */
   int status;                 /* from waitpid, once reaped */

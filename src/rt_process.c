@@ -1,7 +1,8 @@
 /* The process runtime: a worker's tasks run in a child process, the worker
 ** program (worker_main.c), which the worker's thread spawned and talks to
-** through two pipes. A third pipe, the lifeline, ends the child whenever
-** the host ends, even by SIGKILL. The thread reaps only its own child. */
+** through two pipes (a third carries stops of tasks sent ahead). A fourth,
+** the lifeline, ends the child whenever the host ends, even by SIGKILL. The
+** thread reaps only its own child. */
 #define _GNU_SOURCE  /* pipe2, sigabbrev_np */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +34,7 @@ static void close_fd(int *fd) {
   *fd = -1;
 }
 
-/* The child's ends are moved above its fds 3-5, so that placing one cannot
+/* The child's ends are moved above its fds 3-6, so that placing one cannot
 ** overwrite another. */
 static int move_high(int *fd) {
   int n = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
@@ -42,56 +43,66 @@ static int move_high(int *fd) {
   return n < 0 ? -1 : 0;
 }
 
-static int spawn_attrs(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at,
-                       const int in[2], const int out[2], const int life[2]) {
+/* The child's pipes: which end is its own, and the fd it has it on. Stops
+** of tasks sent ahead (task ids) go through a pipe of their own, which
+** the child empties when a signal says there is something in it: signals
+** alone may be merged (a sanitizer's runtime merges even queued ones). */
+enum { P_IN, P_OUT, P_LIFE, P_STOPS, NPIPES };
+static const int child_end[NPIPES] = {0, 1, 0, 0};
+static const int child_fd[NPIPES] = {LP_FD_IN, LP_FD_OUT, LP_FD_LIFE, LP_FD_STOPS};
+
+static int spawn_attrs(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at, int p[][2]) {
   sigset_t none, all;
+  int i, r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
   sigemptyset(&none);
   sigfillset(&all);
-  return posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0) ||
-         posix_spawn_file_actions_adddup2(fa, in[0], LP_FD_IN) ||
-         posix_spawn_file_actions_adddup2(fa, out[1], LP_FD_OUT) ||
-         posix_spawn_file_actions_adddup2(fa, life[0], LP_FD_LIFE) ||
-         posix_spawnattr_setsigmask(at, &none) || posix_spawnattr_setsigdefault(at, &all) ||
+  for (i = 0; i < NPIPES; i++)
+    r = r || posix_spawn_file_actions_adddup2(fa, p[i][child_end[i]], child_fd[i]);
+  return r || posix_spawnattr_setsigmask(at, &none) || posix_spawnattr_setsigdefault(at, &all) ||
          posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
+static int make_pipes(int p[][2]) {
+  int i;
+  for (i = 0; i < NPIPES; i++)  /* the child's ends above its fds 3-6 */
+    if (pipe2(p[i], O_CLOEXEC | (i == P_STOPS ? O_NONBLOCK : 0)) || move_high(&p[i][child_end[i]]))
+      return errno;
+  return 0;
 }
 
 /* Spawns the worker program; 0, or an errno value. */
 static int spawn_child(lp_worker *w) {
   lp_proc *c = &w->proc;
   const lp_config *cfg = &w->pool->cfg;
-  int in[2] = {-1, -1}, out[2] = {-1, -1}, life[2] = {-1, -1}, r = 0;
+  int p[NPIPES][2], i, r;
   char *argv[] = {"luapool-worker", NULL};
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   pid_t pid;
-  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(life, O_CLOEXEC) ||
-      move_high(&in[0]) || move_high(&out[1]) || move_high(&life[0]))
-    r = errno;
+  for (i = 0; i < NPIPES; i++) p[i][0] = p[i][1] = -1;
+  r = make_pipes(p);
   if (!r && (r = posix_spawn_file_actions_init(&fa)) == 0) {
     if ((r = posix_spawnattr_init(&at)) == 0) {
-      if (spawn_attrs(&fa, &at, in, out, life)) r = ENOMEM;
+      if (spawn_attrs(&fa, &at, p)) r = ENOMEM;
       else r = posix_spawn(&pid, cfg->worker_path, &fa, &at, argv,
                            cfg->env ? cfg->env : environ);
       posix_spawnattr_destroy(&at);
     }
     posix_spawn_file_actions_destroy(&fa);
   }
-  close_fd(&in[0]);
-  close_fd(&out[1]);
-  close_fd(&life[0]);
-  if (r) {
-    close_fd(&in[1]);
-    close_fd(&out[0]);
-    close_fd(&life[1]);
-    return r;
+  for (i = 0; i < NPIPES; i++) {
+    close_fd(&p[i][child_end[i]]);
+    if (r) close_fd(&p[i][!child_end[i]]);
   }
+  if (r) return r;
   pthread_mutex_lock(&c->lock);
   c->pid = pid;
   c->alive = 1;
   pthread_mutex_unlock(&c->lock);
-  c->to = in[1];
-  c->rd.fd = c->from = out[0];
-  c->life = life[1];
+  c->to = p[P_IN][1];
+  c->rd.fd = c->from = p[P_OUT][0];
+  c->life = p[P_LIFE][1];
+  c->stops = p[P_STOPS][1];
   return 0;
 }
 
@@ -263,7 +274,7 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   lp_proc *c = &w->proc;
   sigset_t pipe;
   int r;
-  c->to = c->from = c->life = c->rd.fd = -1;
+  c->to = c->from = c->life = c->stops = c->rd.fd = -1;
   c->task_ns = 2 * AHEAD_TASK_NS;  /* nothing goes ahead until tasks prove short */
   sigemptyset(&pipe);  /* a child gone: EPIPE, not a signal to the host */
   sigaddset(&pipe, SIGPIPE);
@@ -376,6 +387,7 @@ static void pr_close(lp_worker *w) {
   }
   close_fd(&c->from);
   close_fd(&c->life);
+  close_fd(&c->stops);
   lp_buf_free(&c->rd.buf);
   lp_buf_free(&c->out);
 }
@@ -395,12 +407,15 @@ static void pr_kill(lp_worker *w) {
   kill_child(&w->proc);
 }
 
+/* The id goes down the stops pipe (a full pipe, 16k stops unread: it is
+** lost, and the task runs), then a signal rings. */
 static void pr_stop_ahead(lp_worker *w, unsigned id) {
   lp_proc *c = &w->proc;
   union sigval v;
-  v.sival_int = (int)id;
+  v.sival_int = 0;
   pthread_mutex_lock(&c->lock);
-  if (c->alive) sigqueue(c->pid, LP_PROC_AHEAD_SIGNAL, v);
+  if (c->alive && write(c->stops, &id, sizeof id) == (ssize_t)sizeof id)
+    sigqueue(c->pid, LP_PROC_AHEAD_SIGNAL, v);
   pthread_mutex_unlock(&c->lock);
 }
 

@@ -68,9 +68,10 @@ int lp_reader_next(lp_reader *r, lp_frame *f);
 ** ends when LP_FD_LIFE, whose other end only its host holds, hangs up. The
 ** host interrupts its task with LP_PROC_SIGNAL, queued with the task's id
 ** (0: whatever runs, the pool is stopping). */
-enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5 };
-#define LP_PROC_SIGNAL (SIGRTMIN + 1)  /* real-time: each stop is queued, none merged */
-/* ... and a task sent ahead, not started yet, with LP_PROC_AHEAD_SIGNAL. */
+enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5, LP_FD_STOPS = 6 };
+#define LP_PROC_SIGNAL (SIGRTMIN + 1)
+/* Tasks sent ahead, not started yet, are stopped by their ids (u32) on
+** LP_FD_STOPS (non-blocking), and LP_PROC_AHEAD_SIGNAL to look there. */
 #define LP_PROC_AHEAD_SIGNAL (SIGRTMIN + 2)
 
 /* The first frame each way: who is at the other end. */

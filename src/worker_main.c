@@ -29,8 +29,9 @@ typedef struct worker {
   lp_buf outcome;           /* a task's */
   atomic_uint cancel;       /* set by the host's signal */
   atomic_int stop;
-  atomic_uint stopped[STOPPED_MAX];  /* the ids it stopped last: some may wait their turn */
-  atomic_uint nstopped;
+  atomic_int stops;          /* set by a signal: LP_FD_STOPS has ids */
+  unsigned stopped[STOPPED_MAX];  /* the ids of tasks sent ahead it stopped last */
+  unsigned nstopped;
 } worker;
 
 static worker *the_worker;  /* the signal handler's way to it */
@@ -63,26 +64,26 @@ static void next_frame(worker *wk, lp_frame *f) {
 
 /* ---- starting ---------------------------------------------------------- */
 
-/* Only fds 0-5 are ours; what else the exec let through is closed. */
+/* Only fds 0-6 are ours; what else the exec let through is closed. */
 static void close_others(void) {
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, LP_FD_LIFE + 1, ~0U, 0) == 0) return;
+  if (syscall(SYS_close_range, LP_FD_STOPS + 1, ~0U, 0) == 0) return;
 #endif
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
   if (!d) return;
   while ((e = readdir(d))) {
     int fd = atoi(e->d_name);
-    if (fd > LP_FD_LIFE && fd != dirfd(d)) close(fd);
+    if (fd > LP_FD_STOPS && fd != dirfd(d)) close(fd);
   }
   closedir(d);
 }
 
-/* Our fds 3-5 are not for the programs a task may start (os.execute,
+/* Our fds 3-6 are not for the programs a task may start (os.execute,
 ** io.popen): one holding fd 4 would keep the host from seeing us end. */
 static void keep_fds_to_self(void) {
   int fd;
-  for (fd = LP_FD_IN; fd <= LP_FD_LIFE; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  for (fd = LP_FD_IN; fd <= LP_FD_STOPS; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 /* Blocks on the lifeline, whose write end only the host holds: it reads
@@ -103,8 +104,8 @@ static void on_signal(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   if (!wk || si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
   id = (unsigned)si->si_value.sival_int;
-  if (sig != LP_PROC_SIGNAL) {  /* a task sent ahead: serve will not start it */
-    atomic_store(&wk->stopped[atomic_fetch_add(&wk->nstopped, 1) % STOPPED_MAX], id);
+  if (sig != LP_PROC_SIGNAL) {  /* tasks sent ahead: serve will not start them */
+    atomic_store(&wk->stops, 1);
     return;
   }
   if (id) atomic_store(&wk->cancel, id);
@@ -114,9 +115,14 @@ static void on_signal(int sig, siginfo_t *si, void *uc) {
 
 /* Whether the host stopped task id, sent ahead, before it started. */
 static int stopped_ahead(worker *wk, unsigned id) {
+  unsigned ids[64];
+  ssize_t n;
   int i;
-  for (i = 0; i < STOPPED_MAX; i++)
-    if (atomic_load(&wk->stopped[i]) == id) return 1;
+  if (atomic_exchange(&wk->stops, 0))
+    while ((n = read(LP_FD_STOPS, ids, sizeof ids)) > 0)
+      for (i = 0; i < (int)(n / sizeof *ids); i++) wk->stopped[wk->nstopped++ % STOPPED_MAX] = ids[i];
+  for (i = 0; wk->nstopped && i < STOPPED_MAX; i++)
+    if (wk->stopped[i] == id) return 1;
   return 0;
 }
 
@@ -230,7 +236,7 @@ static int serve(worker *wk, const lp_frame *f) {
   int failed, stopped;
   uint64_t head[2];  /* heap bytes, then the task's time in ns */
   head[1] = lp_now_ns();
-  if (atomic_load(&wk->nstopped) && stopped_ahead(wk, f->id)) {  /* its state is untouched */
+  if (stopped_ahead(wk, f->id)) {  /* its state is untouched */
     static const char *const err[4] = {"aborted", "The task has been aborted", NULL, NULL};
     if (lp_encode_strings(&wk->outcome, err, 4)) _exit(EXIT_NOMEM);
     failed = 1;
