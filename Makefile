@@ -37,7 +37,8 @@ lua_lua53   := lua5.3
 lua_lua54   := lua5.4
 
 .PHONY: all build test $(LUAS:%=test-%) test-asan test-tsan test-rock test-valgrind test-luacheck \
-	soak test-soak-asan test-soak-tsan test-process fuzz example clean rock
+	soak test-soak-asan test-soak-tsan test-process test-process-lua51 test-process-lua54 \
+	test-process-asan test-process-tsan fuzz example clean rock
 
 all: build
 build: build-luajit
@@ -97,10 +98,17 @@ test-soak-asan: build-asan
 	$(call asan_env,1) $(LUAJIT) scripts/soak.lua --tasks $(SOAK_SHORT) $(soak_args)
 test-soak-tsan: build-tsan
 	$(call tsan_env) $(LUAJIT) scripts/soak.lua --tasks $(SOAK_SHORT) $(soak_args)
-# The whole suite again with the process runtime as every pool's default.
+# The whole suite again with the process runtime as every pool's default:
+# on LuaJIT (test-process), on 5.4, 5.1 and under each sanitizer.
+process_busted = LUAPOOL_TEST_RUNTIME=process $(1) $(BUSTED) --helper=spec/support/runtime.lua spec
 test-process: build-luajit
-	LUAPOOL_TEST_RUNTIME=process $(call luapool_env,luajit) $(LUAJIT) $(BUSTED) \
-	  --helper=spec/support/runtime.lua spec
+	$(call process_busted,$(call luapool_env,luajit) $(LUAJIT))
+test-process-lua51 test-process-lua54: test-process-%: build-%
+	$(call process_busted,$(call luapool_env,$*) $(lua_$*))
+test-process-asan: build-asan
+	$(call process_busted,$(call asan_env,0) $(LUAJIT))
+test-process-tsan: build-tsan
+	$(call process_busted,$(call tsan_env) $(LUAJIT))
 
 # libFuzzer over what hosts read from worker processes (clang); FUZZ_SECONDS long.
 FUZZ_SECONDS ?= 60

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 mkdir -p build
 passed=0 failed=0 pending=0
 
-suites="luacheck luajit process lua51 lua52 lua53 lua54 asan tsan valgrind soak-asan soak-tsan fuzz rock"
+suites="luacheck luajit process lua51 lua52 lua53 lua54 process-lua54 process-lua51 asan tsan
+  process-asan process-tsan valgrind soak-asan soak-tsan fuzz rock"
 check_suites="luacheck soak-asan soak-tsan fuzz"  # the others run busted
 limit=${SUITE_TIMEOUT:-1200}  # seconds; the longest suite takes about 2 minutes
 

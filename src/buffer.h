@@ -30,7 +30,7 @@ static inline int lp_buf_reserve(lp_buf *b, size_t n) {
 
 static inline int lp_buf_put(lp_buf *b, const void *p, size_t n) {
   if (lp_buf_reserve(b, n)) return -1;
-  memcpy(b->data + b->len, p, n);
+  if (n) memcpy(b->data + b->len, p, n);  /* an empty b may have no data */
   b->len += n;
   return 0;
 }

@@ -411,6 +411,7 @@ int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
   pthread_mutex_lock(&p->lock);
   share = (long)atomic_load_explicit(&p->queued, memory_order_relaxed) / (p->nlive > 1 ? p->nlive : 1);
   if (max > share) max = (int)share;
+  if (w->retire) max = 0;  /* it is to end after the task it runs */
   while (n < max && p->head && !p->slots[w->slot].mine && !lp_buf_nrefs(&p->head->in)) {
     lp_task *t = p->head;
     lp_pool_unlink_queued(p, t);
@@ -683,10 +684,10 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
   lp_msg *old = atomic_load_explicit(&p->done, memory_order_relaxed);
   do m->next = old;
   while (!atomic_compare_exchange_weak(&p->done, &old, m));
-  if (atomic_load(&p->main_sleeping)) {
+  if (atomic_load(&p->main_sleeping)) {  /* the lock orders the push before its wait */
     pthread_mutex_lock(&p->done_lock);
-    pthread_cond_signal(&p->done_cond);
     pthread_mutex_unlock(&p->done_lock);
+    pthread_cond_signal(&p->done_cond);  /* after: it wakes to a free lock */
   }
   if (atomic_load(&p->fd_armed) == 0 && !atomic_exchange(&p->fd_armed, 1)) {
     int fd = atomic_load(&p->pipe_w);

@@ -248,7 +248,7 @@ void lp_pool_requeue_mailbox(lp_pool *p, int slot);
 /* Process workers, on w's thread: moves up to max tasks from the queue's
 ** head to w->sent, to go to its child ahead of their turn; never more than
 ** a fair share of the queue, nor a task that names shared memory, nor any
-** while w's mailbox has tasks. Returns how many, *first the first of them. */
+** while w's mailbox has tasks or w is to retire. Returns how many, *first the first of them. */
 int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first);
 /* w's tasks sent ahead go back to the queue's head, in order. Lock held. */
 void lp_pool_requeue_sent(lp_pool *p, lp_worker *w);

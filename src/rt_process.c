@@ -316,7 +316,7 @@ static int put_task(lp_proc *c, lp_task *t) {
 /* Whether to send tasks ahead now: w's tasks are short, and fewer than
 ** half of AHEAD_MAX wait in its child. */
 static int ahead_wanted(lp_worker *w) {
-  return !w->draining && !w->retire && !w->pool->cfg.isolate &&
+  return !w->draining && !w->pool->cfg.isolate &&
          w->proc.task_ns < AHEAD_TASK_NS && w->nsent < AHEAD_MAX / 2;
 }
 
