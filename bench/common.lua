@@ -35,30 +35,27 @@ function b.na(metric, why)
   io.stdout:write(cjson.encode { metric = metric, na = tostring(why) }, "\n")
 end
 
-function b.rss_bytes()
-  for line in io.lines "/proc/self/status" do
-    local kb = line:match "^VmRSS:%s+(%d+) kB"
-    if kb then return tonumber(kb) * 1024 end
-  end
+local function vm_rss(pid) -- bytes, 0 if the process is gone
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return 0 end
+  local kb = f:read("*a"):match "VmRSS:%s+(%d+) kB"
+  f:close()
+  return kb and tonumber(kb) * 1024 or 0
 end
 
--- RSS of this process's worker processes (children named luapool-worker).
-function b.children_rss_bytes()
-  local self = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
-  local f = io.popen("cat /proc/" .. self .. "/task/*/children")
-  local pids = f:read("*a")
+function b.rss_bytes() return vm_rss "self" end
+
+-- RSS of the process tree: this process plus every process below it (the worker
+-- processes of runtime=process; thread pools have none), each counted whole (RSS, so
+-- pages shared with the host, such as libluajit's code, count in every process). The
+-- shell that lists the tree leaves itself out, and so everything it runs.
+local WALK = [[walk() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do
+  [ "$c" = "$$" ] || { echo "$c"; walk "$c"; }; done; }; walk $PPID]]
+function b.tree_rss_bytes()
+  local total = vm_rss "self"
+  local f = assert(io.popen(WALK))
+  for pid in f:lines() do total = total + vm_rss(pid) end
   f:close()
-  local total = 0
-  for pid in pids:gmatch("%d+") do
-    local comm = io.open("/proc/" .. pid .. "/comm")
-    if comm and comm:read("*l") == "luapool-worker" then
-      for line in io.lines("/proc/" .. pid .. "/status") do
-        local kb = line:match "^VmRSS:%s+(%d+) kB"
-        if kb then total = total + tonumber(kb) * 1024 end
-      end
-    end
-    if comm then comm:close() end
-  end
   return total
 end
 

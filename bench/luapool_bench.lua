@@ -19,7 +19,7 @@ local luapool = require "luapool"
 
 local emit, na = b.emit, b.na
 
-local rss_bytes = b.rss_bytes
+local tree_rss_bytes = b.tree_rss_bytes
 
 local sleep_ms = b.sleep_ms
 
@@ -28,7 +28,10 @@ local function new_pool(file, threads, extra)
   local o = { filename = task(file), minThreads = threads, maxThreads = threads,
               runtime = b.opt.runtime }
   for k, v in pairs(extra or {}) do o[k] = v end
-  return luapool.new(o)
+  local pool = luapool.new(o)
+  assert(pool.options.runtime == (b.opt.runtime or "threads"),
+    "the pool runs on " .. tostring(pool.options.runtime) .. ", not runtime=" .. tostring(b.opt.runtime))
+  return pool
 end
 
 local function settled(t)
@@ -208,20 +211,24 @@ function benches.memory()
   local workers = num("workers", 8)
   collectgarbage(); collectgarbage()
   sleep_ms(100)
-  local rss0 = rss_bytes()
+  local rss0 = tree_rss_bytes()
   local pool = new_pool("sleep", workers)
   -- one sleeping task per worker, so every worker is up and has run a task
   for _ = 1, workers do pool:run(num("sleep_ms", 100)) end
   pool:wait()
   sleep_ms(200) -- idle
   collectgarbage(); collectgarbage()
-  local children = b.opt.runtime == "process" and b.children_rss_bytes() or 0
-  emit("mib_per_worker", "MiB", (rss_bytes() - rss0 + children) / workers / 1048576)
+  -- the host and its worker processes (runtime=process), see tree_rss_bytes
+  emit("mib_per_worker", "MiB", (tree_rss_bytes() - rss0) / workers / 1048576)
   pool:destroy()
 end
 
 -- Channels between two workers (luapool only: the peers have none to compare).
 function benches.channel()
+  if b.opt.runtime == "process" then -- a channel is shared memory, within one process
+    local why = "a channel cannot cross to a process worker"
+    return na("pingpong_p50_us", why), na("values_per_s", why)
+  end
   local pool = new_pool("channel", 2)
   local ping, pong = luapool.channel(1), luapool.channel(1)
   local n, warm = num("n", 20000), num("warm", 2000)

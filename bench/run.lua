@@ -1,6 +1,7 @@
--- Benchmark driver: runs every side (luapool, Tinypool, Piscina, luv) as separate
--- processes, collects the JSON lines they print, and writes bench/results/latest.jsonl
--- plus a table of luapool against each peer.
+-- Benchmark driver: runs every side (luapool, Tinypool, Piscina, luv; luapool and
+-- Tinypool also on their process runtimes) as separate processes, collects the JSON
+-- lines they print, and writes bench/results/latest.jsonl plus a table of luapool
+-- against each peer.
 --
 --   luajit bench/run.lua [--quick] [--reps N] [--only BENCH,...] [--pools POOL,...]
 --                        [--out FILE] [-v]
@@ -48,7 +49,8 @@ local BENCHES = {
   { name = "payload", metrics = { { "roundtrip_ms", "ms", "lower" } },
     full = { records = 100000 }, quick = { records = 100000 },
     -- floor: two pure-Lua deep copies of the records in one state (luapool_bench.lua)
-    pools = { luapool = true, tinypool = true, piscina = true, luv = true, floor = true } },
+    pools = { luapool = true, ["luapool-process"] = true, tinypool = true,
+              ["tinypool-process"] = true, piscina = true, luv = true, floor = true } },
   { name = "isolate", metrics = { { "ms_per_task", "ms", "lower" } },
     full = { n = 200 }, quick = { n = 20 } },
   { name = "memory", metrics = { { "mib_per_worker", "MiB", "lower" } },
@@ -58,7 +60,8 @@ local BENCHES = {
   { name = "channel", metrics = {
       { "pingpong_p50_us", "us", "lower" }, { "values_per_s", "values/s", "higher" } },
     full = { n = 20000, warm = 2000, values = 1000000 },
-    quick = { n = 5000, warm = 1000, values = 200000 }, pools = { luapool = true } },
+    quick = { n = 5000, warm = 1000, values = 200000 },
+    pools = { luapool = true, ["luapool-process"] = true } }, -- process: n/a
   -- the luapool command against a single-threaded loop and GNU parallel (cli_bench.lua)
   { name = "cli", metrics = {
       { "identity_lines_per_s", "lines/s", "higher" }, { "cpu_lines_per_s", "lines/s", "higher" } },
@@ -78,11 +81,19 @@ do -- a loaded bench measures the metrics of the benches it runs, with their siz
     end
   end
 end
-local POOLS = { "luapool", "luapool-process", "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
-local PEERS = { "tinypool", "piscina", "luv", "inline", "parallel", "floor" }
+-- *-process: the same library with runtime = "process" / runtime: 'child_process'
+local POOLS = { "luapool", "luapool-process", "tinypool", "tinypool-process", "piscina", "luv",
+                "inline", "parallel", "floor" }
+-- the table's comparison columns: { pool, peer, heading }
+local COMPARE = {}
+for _, p in ipairs { "tinypool", "piscina", "luv", "inline", "parallel", "floor" } do
+  COMPARE[#COMPARE + 1] = { "luapool", p, "vs " .. p }
+end
+COMPARE[#COMPARE + 1] = { "luapool-process", "tinypool-process", "process vs tinypool-process" }
+COMPARE[#COMPARE + 1] = { "luapool-process", "luapool", "process vs threads" }
 -- the sides of a bench that names none
 local DEFAULT_SIDES = { luapool = true, ["luapool-process"] = true, tinypool = true,
-                        piscina = true, luv = true }
+                        ["tinypool-process"] = true, piscina = true, luv = true }
 
 -- Options -----------------------------------------------------------------------------
 local quick, reps, only, pools_only, verbose = false, nil, nil, nil, false
@@ -138,6 +149,7 @@ do
       end
     end
   end
+  skip["tinypool-process"] = skip.tinypool
 end
 
 local function side_cmd(pool, bench, args)
@@ -356,11 +368,11 @@ local function fmt(v)
   else return string.format("%.2f", v) end
 end
 
--- ratio: how many times better luapool is than the peer, whatever the metric's
--- direction (> 1: luapool better). For percentages (overhead), a ratio means little
--- around 0, so the table shows the difference in points instead (< 0: luapool better).
-local function compare(row, peer)
-  local a, b = row.fig.luapool, row.fig[peer]
+-- ratio: how many times better `pool` is than the peer, whatever the metric's
+-- direction (> 1: pool better). For percentages (overhead), a ratio means little
+-- around 0, so the table shows the difference in points instead (< 0: pool better).
+local function compare(row, pool, peer)
+  local a, b = row.fig[pool], row.fig[peer]
   if not a or not b then return "" end
   if row.unit == "%" then return string.format("%+.1fpt", a.median - b.median) end
   local r
@@ -369,17 +381,25 @@ local function compare(row, peer)
   return string.format("%.2fx", r)
 end
 
+-- columns only for the pools this run measured, and comparisons of two of them
+local ran = {}
+for _, p in ipairs(pools) do ran[p] = true end
+local shown, shown_cmp = {}, {}
+for _, p in ipairs(POOLS) do if ran[p] then shown[#shown + 1] = p end end
+for _, c in ipairs(COMPARE) do
+  if ran[c[1]] and ran[c[2]] then shown_cmp[#shown_cmp + 1] = c end
+end
 local header = { "bench", "metric", "unit", "better" }
-for _, p in ipairs(POOLS) do header[#header + 1] = p end
-for _, p in ipairs(PEERS) do header[#header + 1] = "vs " .. p end
+for _, p in ipairs(shown) do header[#header + 1] = p end
+for _, c in ipairs(shown_cmp) do header[#header + 1] = c[3] end
 local lines = { header }
 for _, row in ipairs(rows) do
   local l = { row.bench, row.metric, row.unit, row.better }
-  for _, p in ipairs(POOLS) do
+  for _, p in ipairs(shown) do
     local r = row.fig[p]
     l[#l + 1] = r and string.format("%s (%s-%s)", fmt(r.median), fmt(r.min), fmt(r.max)) or (na[row.bench][row.metric][p] and "n/a" or "-")
   end
-  for _, p in ipairs(PEERS) do l[#l + 1] = compare(row, p) end
+  for _, c in ipairs(shown_cmp) do l[#l + 1] = compare(row, c[1], c[2]) end
   lines[#lines + 1] = l
 end
 local width = {}
@@ -394,8 +414,10 @@ print(string.format("The machine: %d cores, load average (1 min) %s before the r
   ncpu(), load0 and string.format("%.2f", load0) or "?", load1 and string.format("%.2f", load1) or "?"))
 print("vs PEER = how many times better luapool is than PEER (higher is better: > 1 means")
 print("luapool wins, whether the metric itself is better higher or lower); for % metrics the")
-print("difference luapool - PEER in points (lower is better). n/a: the pool cannot run it;")
-print("-: not measured (skipped or failed).")
+print("difference luapool - PEER in points (lower is better). process vs tinypool-process:")
+print("the same for luapool-process against tinypool-process; process vs threads:")
+print("luapool-process against luapool. n/a: the pool cannot run it; -: not measured")
+print("(skipped or failed).")
 print()
 for li, l in ipairs(lines) do
   local cells = {}

@@ -2,15 +2,16 @@
 //
 //   node bench/node/bench.mjs POOL BENCH [key=value ...]
 //
-// POOL is tinypool or piscina; BENCH is throughput, latency, cpu, payload, isolate,
-// memory or startup. Sizes come as key=value arguments from bench/run.lua. One
+// POOL is tinypool, tinypool-process (Tinypool with runtime: 'child_process': one
+// node process per worker) or piscina; BENCH is throughput, latency, cpu, payload,
+// isolate, memory or startup. Sizes come as key=value arguments from bench/run.lua. One
 // process makes one measurement of each metric of BENCH and prints one JSON object a
 // line on stdout: {"metric", "unit", "value"}, or {"metric", "na": reason} when the
 // pool cannot do it. Anything else goes to stderr.
 const t0 = performance.now(); // before the pool library is imported (see startup)
 
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 const [poolName, bench, ...kv] = process.argv.slice(2);
 const opt = {};
@@ -27,15 +28,19 @@ const na = (metric, why) =>
   process.stdout.write(JSON.stringify({ metric, na: why }) + '\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// tinypool-process: the same Tinypool, each worker a child process (its default
+// serialization, 'json', and its default env).
+const runtime = poolName === 'tinypool-process' ? { runtime: 'child_process' } : {};
+
 async function loadPool() {
-  if (poolName === 'tinypool') return (await import('tinypool')).default;
+  if (poolName === 'tinypool' || poolName === 'tinypool-process') return (await import('tinypool')).default;
   if (poolName === 'piscina') return (await import('piscina')).default;
   throw new Error(`unknown pool ${poolName}`);
 }
 
 async function newPool(file, threads, extra = {}) {
   const Pool = await loadPool();
-  return new Pool({ filename: task(file), minThreads: threads, maxThreads: threads, ...extra });
+  return new Pool({ filename: task(file), minThreads: threads, maxThreads: threads, ...runtime, ...extra });
 }
 
 // n tasks, at most `limit` in flight: a new one is submitted as each settles.
@@ -53,13 +58,34 @@ function bounded(pool, n, limit) {
 
 async function warm(pool, n) { await bounded(pool, n, 64); }
 
-function rssBytes() {
-  // VmRSS from /proc like the Lua sides; process.memoryUsage().rss where there is no /proc.
+// VmRSS of one process from /proc, in bytes (0 if it is gone).
+function vmRss(pid) {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     if (m) return Number(m[1]) * 1024;
   } catch {}
-  return process.memoryUsage().rss;
+  return 0;
+}
+
+// The pids of every process below `pid` (children of any of its threads, recursively).
+function descendants(pid, out = []) {
+  let tids = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    let kids = '';
+    try { kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8'); } catch {}
+    for (const c of kids.split(/\s+/).filter(Boolean)) { out.push(c); descendants(c, out); }
+  }
+  return out;
+}
+
+// RSS of the process tree: this process plus its worker processes (tinypool-process;
+// thread pools have none), as the Lua sides count it (bench/common.lua tree_rss_bytes).
+// process.memoryUsage().rss where there is no /proc.
+function rssBytes() {
+  const self = vmRss('self');
+  if (!self) return process.memoryUsage().rss;
+  return descendants(process.pid).reduce((sum, pid) => sum + vmRss(pid), self);
 }
 
 async function destroy(pool) { await pool.destroy(); }
@@ -146,7 +172,7 @@ const benches = {
   },
 
   async isolate() {
-    if (poolName !== 'tinypool') return na('ms_per_task', `${poolName} has no isolateWorkers`);
+    if (poolName === 'piscina') return na('ms_per_task', `${poolName} has no isolateWorkers`);
     const pool = await newPool('empty', 2, { isolateWorkers: true });
     for (let i = 0; i < 3; i++) await pool.run(0);
     const n = num('n', 200);
@@ -181,7 +207,7 @@ const benches = {
 };
 
 if (!benches[bench]) {
-  console.error(`usage: node bench.mjs tinypool|piscina ${Object.keys(benches).join('|')} [key=value ...]`);
+  console.error(`usage: node bench.mjs tinypool|tinypool-process|piscina ${Object.keys(benches).join('|')} [key=value ...]`);
   process.exit(2);
 }
 try {
