@@ -91,10 +91,12 @@ static void push_view(lua_State *L, lp_state *s) {
 ** recursion that grows the stack as it runs into slower traces than one
 ** that finds room: fib(27) took 7% more instructions in a new state (40
 ** slots) than in a host's main state, whose stack had grown long before.
-** The GC halves an idle stack, so each task asks again (a compare when
-** the room is there). PUC Lua's code does not depend on it. */
+** 200 slots hold fib's and cost an idle worker no page (1000 cost 16 KiB
+** of RSS); deeper recursions grow the stack as in any state. The GC
+** halves an idle stack, so each task asks again (a compare when the room
+** is there). PUC Lua's code does not depend on it. */
 #ifdef LUA_JITLIBNAME
-#define STACK_ROOM 1000
+#define STACK_ROOM 200
 #define make_room(L) lua_checkstack((L), STACK_ROOM)
 #else
 #define make_room(L) ((void)(L))
