@@ -658,7 +658,9 @@ local function submit(self, value, opts, workerId)
   end
   local p, code, msg = self._core:submit(kind, a, b, value, workerId)
   if not p then raise(code, msg) end
-  local task = setmetatable({ _p = p, _pool = self }, Task)
+  -- every field a task may get, so that setting them later never grows it
+  local task = setmetatable({ _p = p, _pool = self, _state = false, _n = false, _res = false,
+                              _err = false, _cb = false }, Task)
   self._pending[p] = task
   self._npending = self._npending + 1
   self._drained = false
@@ -776,7 +778,7 @@ end
 
 function methods._await(self, task, timeout)
   if task._state then after_poll(self) return true end
-  return block_until(self, function() return task._state ~= nil end, timeout)
+  return block_until(self, function() return task._state ~= false end, timeout)
 end
 
 function methods.wait(self, timeout)
