@@ -72,6 +72,7 @@ struct lp_task {
   int target;                  /* worker slot, or -1 for any worker */
   int in_child;                /* written to a process worker's child ahead of its turn */
   int stopped_ahead;           /* stopped while sent ahead: never to run */
+  uint64_t sent_at;            /* process: where its frame starts in its child's input */
   unsigned id;                 /* never 0; names it across a process boundary */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
@@ -87,6 +88,7 @@ typedef struct lp_proc {
   lp_buf out;                 /* frames being written */
   int status;                 /* from waitpid, once reaped */
   int64_t task_ns;            /* decaying mean of its tasks' time: short ones go ahead */
+  uint64_t written;           /* bytes written to its input so far */
 } lp_proc;
 
 /* A worker: a thread of the host that takes tasks, and what runs them (its

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -276,6 +277,7 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   int r;
   c->to = c->from = c->life = c->stops = c->rd.fd = -1;
   c->task_ns = 2 * AHEAD_TASK_NS;  /* nothing goes ahead until tasks prove short */
+  c->written = 0;
   sigemptyset(&pipe);  /* a child gone: EPIPE, not a signal to the host */
   sigaddset(&pipe, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe, NULL);
@@ -308,9 +310,17 @@ static int refuse_shared(lp_task *t) {
 }
 
 static int put_task(lp_proc *c, lp_task *t) {
+  t->sent_at = c->written + c->out.len;
   if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len)) return -1;
   t->in_child = 1;
   return 0;
+}
+
+/* Whether the child, gone, never read t: its frame is still in the pipe. */
+static int never_read(lp_proc *c, const lp_task *t) {
+  int unread;
+  if (ioctl(c->to, FIONREAD, &unread) < 0) return 0;
+  return c->written - (uint64_t)unread <= t->sent_at;
 }
 
 /* Whether to send tasks ahead now: w's tasks are short, and fewer than
@@ -331,6 +341,7 @@ static int send_tasks(lp_worker *w, lp_task *t) {
   if (!t->in_child && put_task(c, t)) return -2;
   if (ahead_wanted(w)) n = lp_pool_send_ahead(w, AHEAD_MAX - w->nsent, &next);
   for (; n > 0 && put_task(c, next) == 0; n--) next = next->next;  /* the rest go later */
+  c->written += c->out.len;  /* (if cut short, never_read errs towards "read") */
   if (c->out.len) r = lp_write_all(c->to, &c->out);
   c->out.len = 0;
   return r;
@@ -359,7 +370,11 @@ static int pr_run(lp_worker *w, lp_task *t) {
     return LP_UNSENT;
   }  /* another failure shows below as the end of its output */
   for (;;) {
-    if ((r = lp_reader_next(&c->rd, &f)) <= 0) return fault(w, t, r < 0 && errno == EPROTO);
+    if ((r = lp_reader_next(&c->rd, &f)) <= 0) {
+      int corrupt = r < 0 && errno == EPROTO, unsent = !corrupt && never_read(c, t);
+      fault(w, t, corrupt);
+      return unsent ? LP_UNSENT : 1;  /* one it never read goes back to the queue */
+    }
     if (forward(w, &f)) continue;
     if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
     heap_seen(w, &f);
