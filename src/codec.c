@@ -90,6 +90,8 @@ void lp_encoder_free(lp_encoder *e) {
   e->ntagpos = 0;
   map_free(&e->seen);
   map_free(&e->keys);
+  free(e->recent);
+  e->recent = NULL;
 }
 
 /* ---- encoder: writing ------------------------------------------------- */
@@ -179,18 +181,33 @@ static int put_number(lp_encoder *e, lua_State *L, int idx) {
   }
 }
 
-/* A string; a short one that is a key goes once a message, then by number
-** (a key is a string by address: one state keeps one copy of each short
-** string, and the value being written keeps its keys alive). */
+/* Whether a string that is not a key was written before (and now has
+** been); stale entries, from earlier messages, only make a string a key
+** sooner. -1 out of memory. */
+static int seen_recently(lp_encoder *e, const char *s) {
+  const void **slot;
+  if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
+  slot = &e->recent[hashptr(s) & (LP_CODEC_RECENT - 1)];
+  if (*slot == s) return 1;
+  *slot = s;
+  return 0;
+}
+
+/* A string; a short one goes as a key (see codec.h), then by number. A key
+** is a string by address: one state keeps one copy of each short string,
+** and the value being written keeps its strings alive. */
 static int put_string(lp_encoder *e, int idx, int is_key) {
   size_t n;
   const char *s = lua_tolstring(e->L, idx, &n);
   lp_seen *k;
-  if (!is_key || n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
+  int r;
+  if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
   if (e->keys.used < LP_CODEC_MAXKEYS && map_room(&e->keys)) return oom(e);
   k = map_find(&e->keys, s);
   if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
   if (e->keys.used >= LP_CODEC_MAXKEYS) return put_tagged_bytes(e, T_STR, s, n);
+  if (!is_key && (r = seen_recently(e, s)) <= 0)
+    return r < 0 ? oom(e) : put_tagged_bytes(e, T_STR, s, n);
   if (put_tagged_bytes(e, T_KEY, s, n)) return -1;
   k->key = s;
   k->gen = e->keys.gen;
