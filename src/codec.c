@@ -37,16 +37,20 @@ enum {
 /* ---- encoder: pointer maps -------------------------------------------- */
 
 /* Tables made one after another lie near one another, and so should their
-** slots: a locality-keeping hash turns the seen map's cache misses, the
-** encoder's main cost on large values, into mostly hits. */
-static size_t hashptr(const void *p) {
-  uintptr_t x = (uintptr_t)p >> 4;
+** slots: a locality-keeping hash (the address by granules of 2^shift bytes,
+** high bits folded in) turns the seen map's cache misses, the encoder's
+** main cost on large values, into mostly hits. A table takes 56 bytes or
+** more: 64-byte granules keep neighbours in neighbouring slots. */
+#define SEEN_SHIFT 6
+#define KEY_SHIFT 4
+static size_t hashptr(const void *p, int shift) {
+  uintptr_t x = (uintptr_t)p >> shift;
   return (size_t)(x ^ (x >> 16) ^ (x >> 32));
 }
 
 /* p's entry, or the empty slot where it goes (the map is never full). */
-static lp_seen *map_find(lp_ptrmap *m, const void *p) {
-  size_t i = hashptr(p) & m->mask;
+static lp_seen *map_find(lp_ptrmap *m, const void *p, int shift) {
+  size_t i = hashptr(p, shift) & m->mask;
   for (;; i = (i + 1) & m->mask) {
     lp_seen *s = &m->slot[i];
     if (s->gen != m->gen) return s;        /* empty slot */
@@ -54,19 +58,27 @@ static lp_seen *map_find(lp_ptrmap *m, const void *p) {
   }
 }
 
-/* Room for one more entry, at most half the slots used; 0 or -1. */
-static int map_room(lp_ptrmap *m) {
-  size_t oldcap = m->slot ? m->mask + 1 : 0, cap, i;
-  lp_seen *old = m->slot, *n;
-  if (old && m->used + 1 <= oldcap / 2) return 0;
-  cap = oldcap ? oldcap * 2 : 64;
-  if (!(n = calloc(cap, sizeof *n))) return -1;
-  m->slot = n;
+/* Room for n entries in all, at most half the slots used; 0 or -1. */
+static int map_grow(lp_ptrmap *m, size_t n, int shift) {
+  size_t oldcap = m->slot ? m->mask + 1 : 0, cap = oldcap ? oldcap : 64, i;
+  lp_seen *old = m->slot, *s;
+  while (n > cap / 2) {
+    if (cap > (size_t)-1 / 2 / sizeof *s) return -1;
+    cap *= 2;
+  }
+  if (cap == oldcap) return 0;
+  if (!(s = calloc(cap, sizeof *s))) return -1;
+  m->slot = s;
   m->mask = cap - 1;
   for (i = 0; i < oldcap; i++)
-    if (old[i].gen == m->gen) *map_find(m, old[i].key) = old[i];
+    if (old[i].gen == m->gen) *map_find(m, old[i].key, shift) = old[i];
   free(old);
   return 0;
+}
+
+static int map_room(lp_ptrmap *m, int shift) {
+  if (m->slot && m->used + 1 <= (m->mask + 1) / 2) return 0;
+  return map_grow(m, m->used + 1, shift);
 }
 
 static void map_clear(lp_ptrmap *m) {
@@ -187,7 +199,7 @@ static int put_number(lp_encoder *e, lua_State *L, int idx) {
 static int seen_recently(lp_encoder *e, const char *s) {
   const void **slot;
   if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
-  slot = &e->recent[hashptr(s) & (LP_CODEC_RECENT - 1)];
+  slot = &e->recent[hashptr(s, KEY_SHIFT) & (LP_CODEC_RECENT - 1)];
   if (*slot == s) return 1;
   *slot = s;
   return 0;
@@ -202,8 +214,8 @@ static int put_string(lp_encoder *e, int idx, int is_key) {
   lp_seen *k;
   int r;
   if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
-  if (e->keys.used < LP_CODEC_MAXKEYS && map_room(&e->keys)) return oom(e);
-  k = map_find(&e->keys, s);
+  if (e->keys.used < LP_CODEC_MAXKEYS && map_room(&e->keys, KEY_SHIFT)) return oom(e);
+  k = map_find(&e->keys, s, KEY_SHIFT);
   if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
   if (e->keys.used >= LP_CODEC_MAXKEYS) return put_tagged_bytes(e, T_STR, s, n);
   if (!is_key && (r = seen_recently(e, s)) <= 0)
@@ -285,7 +297,7 @@ static int put_value(lp_encoder *e, int idx);
 ** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
 static int put_seen(lp_encoder *e, const void *p) {
   lp_seen *s;
-  if (map_room(&e->seen)) return oom(e);
+  if (map_room(&e->seen, SEEN_SHIFT)) return oom(e);
   if (e->nextref >= e->ntagpos) {
     size_t n = e->ntagpos ? e->ntagpos * 2 : 64;
     size_t *t = realloc(e->tagpos, n * sizeof *t);
@@ -293,7 +305,7 @@ static int put_seen(lp_encoder *e, const void *p) {
     e->tagpos = t;
     e->ntagpos = n;
   }
-  s = map_find(&e->seen, p);
+  s = map_find(&e->seen, p, SEEN_SHIFT);
   if (s->gen == e->seen.gen) {
     char *tag = &e->out->data[e->tagpos[s->ref]];
     if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
@@ -343,6 +355,11 @@ static int put_table(lp_encoder *e, int idx) {
   done(e, p + sizeof nhash);
   for (i = 1; i <= narr; i++) {
     lua_rawgeti(L, idx, (int)i);
+    if (i == 1 && narr >= 1024 && lua_type(L, top + 1) == LUA_TTABLE &&
+        map_grow(&e->seen, e->seen.used + narr, SEEN_SHIFT)) {  /* a list of records: */
+      lua_settop(L, top);                                      /* grow the map once */
+      return oom(e);
+    }
     if (put_value(e, top + 1)) {
       char seg[32];
       snprintf(seg, sizeof seg, "[%zu]", i);
