@@ -6,7 +6,7 @@
 **   key                     the same, for a string that is a table's key: it
 **                           also becomes the message's next key (from 0)
 **   key-ref                 varint number of a key written before
-**   table / table-shared    varint narr, u32 nhash, narr values, nhash
+**   table / table-shared    u32 narr, u32 nhash, narr values, nhash
 **                           key/value pairs; "shared" ones are referred to
 **                           again
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
@@ -320,67 +320,53 @@ static int put_seen(lp_encoder *e, const void *p) {
   return 0;
 }
 
-static int is_array_key(lua_State *L, int k, size_t narr) {
-  if (lua_type(L, k) != LUA_TNUMBER) return 0;
-#if LP_HAS_INTEGERS
-  if (lua_isinteger(L, k)) {
-    lua_Integer i = lua_tointeger(L, k);
-    return i >= 1 && (lua_Unsigned)i <= narr;
-  }
-  return 0;
-#else
-  {
-    double d = (double)lua_tonumber(L, k);
-    return d >= 1 && d <= (double)narr && d == floor(d);
-  }
-#endif
+/* A list of many tables (records) grows the seen map in one step, not by
+** doubling as they come; 0, or -1 out of memory. */
+static int reserve_records(lp_encoder *e, int idx, int first) {
+  size_t n;
+  if (lua_type(e->L, first) != LUA_TTABLE || (n = lp_rawlen(e->L, idx)) < 1024) return 0;
+  return map_grow(&e->seen, e->seen.used + n, SEEN_SHIFT);
 }
 
-static int put_key(lp_encoder *e, int k) {
-  return lua_type(e->L, k) == LUA_TSTRING ? put_string(e, k, 1) : put_value(e, k);
-}
-
-/* idx is absolute; the values go above the stack's top at entry, and the
-** hash part's count is filled in at the end. */
+/* One traversal: the keys 1, 2, 3... that come first (a table's array
+** part, in order) make the array section; every other key a pair. Both
+** counts are filled in at the end. idx is absolute; keys and values go
+** above the stack's top at entry. */
 static int put_table(lp_encoder *e, int idx) {
   lua_State *L = e->L;
-  size_t narr = lp_rawlen(L, idx), i, hpos;
-  uint32_t nhash = 0;
+  uint32_t narr = 0, nhash = 0;
+  size_t cpos;
   int top = lua_gettop(L);
-  unsigned char *p = room(e, 1 + LP_VARINT_MAX + sizeof nhash);
+  unsigned char *p = room(e, 1 + 2 * sizeof narr);
   if (!p) return -1;
   *p++ = T_TABLE;
-  p = varint_at(p, narr);
-  hpos = (size_t)((char *)p - e->out->data);
-  done(e, p + sizeof nhash);
-  for (i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    if (i == 1 && narr >= 1024 && lua_type(L, top + 1) == LUA_TTABLE &&
-        map_grow(&e->seen, e->seen.used + narr, SEEN_SHIFT)) {  /* a list of records: */
-      lua_settop(L, top);                                      /* grow the map once */
-      return oom(e);
-    }
-    if (put_value(e, top + 1)) {
-      char seg[32];
-      snprintf(seg, sizeof seg, "[%zu]", i);
-      path_prepend(e, seg);
-      lua_settop(L, top);
-      return -1;
-    }
-    lua_settop(L, top);
-  }
+  cpos = (size_t)((char *)p - e->out->data);
+  done(e, p + 2 * sizeof narr);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (narr && is_array_key(L, top + 1, narr)) { lua_settop(L, top + 1); continue; }
-    if (put_key(e, top + 1) || put_value(e, top + 2)) {
+    int kt = lua_type(L, top + 1), r;
+    if (kt == LUA_TNUMBER && nhash == 0 && narr < INT32_MAX &&
+        lua_tonumber(L, top + 1) == (lua_Number)(narr + 1)) {
+      if (narr == 0 && reserve_records(e, idx, top + 2)) {
+        lua_settop(L, top);
+        return oom(e);
+      }
+      r = put_value(e, top + 2);
+      narr++;
+    } else {
+      r = (kt == LUA_TSTRING ? put_string(e, top + 1, 1) : put_value(e, top + 1)) ||
+          put_value(e, top + 2);
+      if (++nhash == 0) r = fail(e, "%s", ": table too large");
+    }
+    if (r) {
       path_key(e, L, top + 1);  /* names the key itself too: t[<thread>] */
       lua_settop(L, top);
       return -1;
     }
-    nhash++;
     lua_settop(L, top + 1);
   }
-  memcpy(e->out->data + hpos, &nhash, sizeof nhash);
+  memcpy(e->out->data + cpos, &narr, sizeof narr);
+  memcpy(e->out->data + cpos + sizeof narr, &nhash, sizeof nhash);
   return 0;
 }
 
@@ -676,11 +662,12 @@ static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
 ** least, a pair two), then made exact. */
 static void get_table(lp_decoder *d, int shared) {
   lua_State *L = d->L;
-  uint32_t ref = d->nextref++, nhash, j;
-  uint64_t narr = get_varint(d), i, left;
-  if (d->end - d->p < 4) bad(d);
-  memcpy(&nhash, d->p, 4);
-  d->p += 4;
+  uint32_t ref = d->nextref++, narr, nhash, i, j;
+  uint64_t left;
+  if (d->end - d->p < 8) bad(d);
+  memcpy(&narr, d->p, 4);
+  memcpy(&nhash, d->p + 4, 4);
+  d->p += 8;
   left = (uint64_t)(d->end - d->p);
   if (narr > left || nhash > left / 2 || narr + 2 * (uint64_t)nhash > left ||
       narr > INT32_MAX)
