@@ -3,9 +3,9 @@
 **   int                     zigzag varint (integers; integral doubles on 5.1)
 **   num                     8 raw bytes of a double
 **   str                     varint length, bytes
-**   key                     the same, for a string that is a table's key: it
-**                           also becomes the message's next key (from 0)
-**   key-ref                 varint number of a key written before
+**   key                     the same, for a string written before in this
+**                           message: it also gets the next number (from 0)
+**   key-ref                 varint number of a string given one before
 **   table / table-shared    u32 narr, u32 nhash, narr values, nhash
 **                           key/value pairs; "shared" ones are referred to
 **                           again
@@ -193,34 +193,36 @@ static int put_number(lp_encoder *e, lua_State *L, int idx) {
   }
 }
 
-/* Whether a string that is not a key was written before (and now has
-** been); stale entries, from earlier messages, only make a string a key
-** sooner. -1 out of memory. */
+/* Whether string s was written before in this message, as far as the
+** cache tells (it forgets some); 1 or 0, -1 out of memory. */
 static int seen_recently(lp_encoder *e, const char *s) {
-  const void **slot;
+  lp_seen *slot;
   if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
   slot = &e->recent[hashptr(s, KEY_SHIFT) & (LP_CODEC_RECENT - 1)];
-  if (*slot == s) return 1;
-  *slot = s;
+  if (slot->key == s && slot->gen == e->keys.gen) return 1;
+  slot->key = s;
+  slot->gen = e->keys.gen;
   return 0;
 }
 
-/* A string; a short one goes as a key (see codec.h), then by number. A key
-** is a string by address: one state keeps one copy of each short string,
-** and the value being written keeps its strings alive. */
-static int put_string(lp_encoder *e, int idx, int is_key) {
+/* A string; a short one goes by number once it has a number, and gets one
+** the second time it is written (see codec.h). A string is known by its
+** address: one state keeps one copy of each short string, and the value
+** being written keeps its strings alive. */
+static int put_string(lp_encoder *e, int idx) {
   size_t n;
   const char *s = lua_tolstring(e->L, idx, &n);
   lp_seen *k;
   int r;
   if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
-  if (e->keys.used < LP_CODEC_MAXKEYS && map_room(&e->keys, KEY_SHIFT)) return oom(e);
-  k = map_find(&e->keys, s, KEY_SHIFT);
-  if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
-  if (e->keys.used >= LP_CODEC_MAXKEYS) return put_tagged_bytes(e, T_STR, s, n);
-  if (!is_key && (r = seen_recently(e, s)) <= 0)
+  if (e->keys.used) {
+    k = map_find(&e->keys, s, KEY_SHIFT);
+    if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
+  }
+  if ((r = seen_recently(e, s)) <= 0 || e->keys.used >= LP_CODEC_MAXKEYS)
     return r < 0 ? oom(e) : put_tagged_bytes(e, T_STR, s, n);
-  if (put_tagged_bytes(e, T_KEY, s, n)) return -1;
+  if (map_room(&e->keys, KEY_SHIFT) || put_tagged_bytes(e, T_KEY, s, n)) return oom(e);
+  k = map_find(&e->keys, s, KEY_SHIFT);
   k->key = s;
   k->gen = e->keys.gen;
   k->ref = (uint32_t)e->keys.used++;
@@ -354,8 +356,7 @@ static int put_table(lp_encoder *e, int idx) {
       r = put_value(e, top + 2);
       narr++;
     } else {
-      r = (kt == LUA_TSTRING ? put_string(e, top + 1, 1) : put_value(e, top + 1)) ||
-          put_value(e, top + 2);
+      r = put_value(e, top + 1) || put_value(e, top + 2);
       if (++nhash == 0) r = fail(e, "%s", ": table too large");
     }
     if (r) {
@@ -516,7 +517,7 @@ static int put_value(lp_encoder *e, int idx) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
     case LUA_TNUMBER: return put_number(e, L, idx);
-    case LUA_TSTRING: return put_string(e, idx, 0);
+    case LUA_TSTRING: return put_string(e, idx);
     case LUA_TTABLE:
     case LUA_TFUNCTION: return put_nested(e, idx, type);
     default: return put_other(e, idx);

@@ -11,10 +11,11 @@
 #define LP_CODEC_MAXDEPTH 8000
 #define LP_CODEC_ERRLEN 512
 
-/* Strings repeated in a message cross once, then by number: table keys
-** from their first time, other strings from their second (a small cache of
-** the strings last written tells). At most LP_CODEC_MAXKEYS of them a
-** message, each LP_CODEC_KEYLEN bytes at most (the decoder refuses more). */
+/* Strings repeated in a message cross once, then by number: from their
+** second time, which a small cache of the strings last written tells (so a
+** message that repeats none pays nothing for it on the decoding side). At
+** most LP_CODEC_MAXKEYS of them a message, each LP_CODEC_KEYLEN bytes at
+** most (the decoder refuses more). */
 #define LP_CODEC_MAXKEYS 4096
 #define LP_CODEC_KEYLEN 40
 #define LP_CODEC_RECENT 1024  /* slots of that cache, a power of two */
@@ -38,7 +39,8 @@ typedef struct lp_ptrmap {
 typedef struct lp_encoder {
   lp_ptrmap seen;     /* tables and functions: reference numbers */
   lp_ptrmap keys;     /* strings (by address): key numbers */
-  const void **recent;  /* strings written once, by address; NULL until used */
+  lp_seen *recent;    /* strings written once this message, by address,
+                      ** direct-mapped; NULL until used */
   size_t *tagpos;     /* by reference number: where its tag byte lies */
   size_t ntagpos;
   uint32_t nextref;
