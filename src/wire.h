@@ -72,7 +72,7 @@ enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5 };
 #define LP_PROC_SIGNAL SIGUSR1
 
 /* The first frame each way: who is at the other end. */
-#define LP_PROTOCOL 1
+#define LP_PROTOCOL 2  /* 2: the codec numbers repeated strings; table counts fixed */
 typedef struct lp_hello {
   char magic[8];       /* "luapool" */
   uint32_t protocol;   /* LP_PROTOCOL */
