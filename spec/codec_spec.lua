@@ -296,6 +296,20 @@ describe("codec", function()
         { call(function(x) return x[0], x[-1], x[1000000] end, s) })
     end)
 
+    it("# sees the same border on the other side, holes and all", function()
+      local t = {}
+      t.x, t[1] = 1, "a"  -- 1 in the hash part, after a string key
+      local big = { 1 }
+      big[100000] = 2     -- far past the border
+      for _, c in ipairs({ { 1, nil, 3 }, { 1, 2, nil }, { nil, nil, 3 }, { [1] = 1, [5] = 5 },
+                           { 1, 2, 3, x = 1, [4] = 4 }, t, big }) do
+        local r = rt(c)
+        assert.are.same(c, r)
+        assert.are.equal(#c, #r)
+        assert.are.equal(#c, call(function(x) return #x end, c))
+      end
+    end)
+
     it("mixed keys: floats, booleans, tables, strings and numbers that look alike", function()
       local tk = { id = "key table" }
       local t = { [1.5] = "float", [-0.25] = "negative float", [true] = "T", [false] = "F",

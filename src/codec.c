@@ -330,14 +330,29 @@ static int reserve_records(lp_encoder *e, int idx, int first) {
   return map_grow(&e->seen, e->seen.used + n, SEEN_SHIFT);
 }
 
+/* Whether the key at k goes on the array section, now narr values long:
+** how many nils go before its value, or -1 (a pair). Holes count only below
+** the table's length (as # sees it, found once, when the first one comes:
+** *len is that + 1, 0 until then), so that # on the other side is the
+** same. */
+static double array_gap(lua_State *L, int idx, int k, uint32_t narr, size_t *len) {
+  double d;
+  if (lua_type(L, k) != LUA_TNUMBER) return -1;
+  d = (double)lua_tonumber(L, k);
+  if (d == (double)narr + 1) return 0;
+  if (!(d > (double)narr + 1) || d >= INT32_MAX || d != floor(d)) return -1;
+  if (!*len) *len = lp_rawlen(L, idx) + 1;
+  return d < (double)*len ? d - ((double)narr + 1) : -1;
+}
+
 /* One traversal: the keys 1, 2, 3... that come first (a table's array
-** part, in order) make the array section; every other key a pair. Both
-** counts are filled in at the end. idx is absolute; keys and values go
-** above the stack's top at entry. */
+** part, in order) make the array section, with nils for its holes; every
+** other key a pair. Both counts are filled in at the end. idx is absolute;
+** keys and values go above the stack's top at entry. */
 static int put_table(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   uint32_t narr = 0, nhash = 0;
-  size_t cpos;
+  size_t cpos, len = 0;
   int top = lua_gettop(L);
   unsigned char *p = room(e, 1 + 2 * sizeof narr);
   if (!p) return -1;
@@ -346,15 +361,17 @@ static int put_table(lp_encoder *e, int idx) {
   done(e, p + 2 * sizeof narr);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int kt = lua_type(L, top + 1), r;
-    if (kt == LUA_TNUMBER && nhash == 0 && narr < INT32_MAX &&
-        lua_tonumber(L, top + 1) == (lua_Number)(narr + 1)) {
-      if (narr == 0 && reserve_records(e, idx, top + 2)) {
+    double gap = nhash ? -1 : array_gap(L, idx, top + 1, narr, &len);
+    int r;
+    if (gap >= 0) {
+      if ((narr == 0 && reserve_records(e, idx, top + 2)) || !(p = room(e, (size_t)gap))) {
         lua_settop(L, top);
         return oom(e);
       }
+      memset(p, T_NIL, (size_t)gap);
+      done(e, p + (size_t)gap);
       r = put_value(e, top + 2);
-      narr++;
+      narr += (uint32_t)gap + 1;
     } else {
       r = put_value(e, top + 1) || put_value(e, top + 2);
       if (++nhash == 0) r = fail(e, "%s", ": table too large");
