@@ -18,7 +18,7 @@
 ** most (the decoder refuses more). */
 #define LP_CODEC_MAXKEYS 4096
 #define LP_CODEC_KEYLEN 40
-#define LP_CODEC_RECENT 1024  /* slots of that cache, a power of two */
+#define LP_CODEC_RECENT 256  /* slots of that cache (4 KiB), a power of two */
 
 /* A table, function or key string already written, and its number. */
 typedef struct lp_seen {
