@@ -323,11 +323,12 @@ static int put_seen(lp_encoder *e, const void *p) {
 }
 
 /* A list of many tables (records) grows the seen map in one step, not by
-** doubling as they come; 0, or -1 out of memory. */
+** doubling as they come: room for two tables a record (one nested in
+** each, or the map's next doubling made at once); 0, or -1 out of memory. */
 static int reserve_records(lp_encoder *e, int idx, int first) {
   size_t n;
   if (lua_type(e->L, first) != LUA_TTABLE || (n = lp_rawlen(e->L, idx)) < 1024) return 0;
-  return map_grow(&e->seen, e->seen.used + n, SEEN_SHIFT);
+  return map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
 }
 
 /* Whether the key at k goes on the array section, now narr values long:
