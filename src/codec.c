@@ -689,7 +689,7 @@ static void get_table(lp_decoder *d, int shared) {
   d->p += 8;
   left = (uint64_t)(d->end - d->p);
   if (narr > left || nhash > left / 2 || narr + 2 * (uint64_t)nhash > left ||
-      narr > INT32_MAX)
+      narr > INT32_MAX || nhash > INT32_MAX)
     bad(d);
   luaL_checkstack(L, 4, "luapool: value nested too deep");
   lua_createtable(L, (int)narr, (int)nhash);
