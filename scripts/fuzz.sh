@@ -15,7 +15,7 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 if [ -z "$(ls -A "$out/corpus")" ]; then
   printf '\001\005\001\000\000\001\000\000\000\003\000\000\000abc' >"$out/corpus/frame"
   printf '\002\006\000\000\000\000\000\000\000\002\000\000\000\005\001' >"$out/corpus/read"
-  printf '\000\006\002\000\000\000\000\003\001\005\002hi\002\014' >"$out/corpus/table"
+  printf '\000\006\002\000\000\000\001\000\000\000\003\001\005\002hi\014\001k\002\006\000\000\000\000\001\000\000\000\020\000\001' >"$out/corpus/table"
 fi
 # fuzz/regressions: inputs that once failed, run first (crashes go to $out)
 "$out/fuzz_wire" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=1024 \

@@ -296,6 +296,20 @@ describe("codec", function()
         { call(function(x) return x[0], x[-1], x[1000000] end, s) })
     end)
 
+    it("# sees the same border on the other side, holes and all", function()
+      local t = {}
+      t.x, t[1] = 1, "a"  -- 1 in the hash part, after a string key
+      local big = { 1 }
+      big[100000] = 2     -- far past the border
+      for _, c in ipairs({ { 1, nil, 3 }, { 1, 2, nil }, { nil, nil, 3 }, { [1] = 1, [5] = 5 },
+                           { 1, 2, 3, x = 1, [4] = 4 }, t, big }) do
+        local r = rt(c)
+        assert.are.same(c, r)
+        assert.are.equal(#c, #r)
+        assert.are.equal(#c, call(function(x) return #x end, c))
+      end
+    end)
+
     it("mixed keys: floats, booleans, tables, strings and numbers that look alike", function()
       local tk = { id = "key table" }
       local t = { [1.5] = "float", [-0.25] = "negative float", [true] = "T", [false] = "F",
@@ -423,6 +437,67 @@ describe("codec", function()
       assert.is_nil(getmetatable(r2))
       assert.is_nil(getmetatable(r2.inner))
       assert.is_nil(r2.rep)
+    end)
+  end)
+
+  -- Strings that repeat in a message (table keys, and other strings from their
+  -- second time) cross once and then by number: every place must still get its own
+  -- string, however many there are and wherever they are.
+  describe("repeated strings", function()
+    local long = string.rep("k", 60)  -- longer than a numbered string may be
+
+    local function records(n)
+      local r = {}
+      for i = 1, n do
+        r[i] = { id = i, name = "item" .. i, kind = "kind" .. (i % 3), tags = { "a", "b", "a" },
+                 [long] = long, [i % 2 == 0 and "even" or "odd"] = "name" }
+      end
+      return r
+    end
+
+    it("records that repeat keys and values cross with each in its place", function()
+      local r = records(3000)
+      assert.are.same(r, rt(r))
+      assert.are.same({ 3000, "item3000", "kind0", "a", long, "name", "name" },
+        { call(function(x)
+          return #x, x[3000].name, x[3000].kind, x[3000].tags[3], x[3000][long], x[3000].even, x[2999].odd
+        end, r) })
+    end)
+
+    it("more distinct keys than a message numbers (4096) still cross", function()
+      local t = {}
+      for i = 1, 6000 do t["key" .. i] = { ["key" .. i] = i, v = "val" .. (i % 5), w = "val" .. (i % 5) } end
+      assert.are.same(t, rt(t))
+      assert.are.same({ 6000, "val0", "val0" },
+        { call(function(x) return x.key6000.key6000, x.key5.v, x.key5.w end, t) })
+    end)
+
+    it("a string that is a key in one place and a value in others", function()
+      local t = { name = "name", list = { "name", "id", "name" }, { id = "id", name = { name = "name" } } }
+      assert.are.same(t, rt(t))
+    end)
+
+    it("a run's own handler and its task value number their strings together", function()
+      local up = { alpha = "alpha", beta = { "beta", "beta" } }
+      local ok, a, b, c, d = pcall(function()
+        return echo:run({ alpha = "beta", beta = { alpha = "alpha" } }, {
+          handler = globalize(function(x) return x.alpha, x.beta.alpha, up.alpha, up.beta[2] end),
+        }):get()
+      end)
+      assert.is_true(ok, ok or tostring(a and a.message))
+      assert.are.same({ "beta", "alpha", "alpha", "beta" }, { a, b, c, d })
+    end)
+
+    it("messages one after another each carry their own strings", function()
+      for n = 1, 3 do
+        local r = records(50 * n)
+        assert.are.same(r, rt(r))
+      end
+      local ch = luapool.channel()
+      ch:push({ x = "y", y = "x" })
+      ch:push({ y = "y", x = "x" })
+      assert.are.same({ x = "y", y = "x" }, ch:pop())
+      assert.are.same({ y = "y", x = "x" }, ch:pop())
     end)
   end)
 

@@ -3,8 +3,12 @@
 **   int                     zigzag varint (integers; integral doubles on 5.1)
 **   num                     8 raw bytes of a double
 **   str                     varint length, bytes
-**   table / table-shared    varint narr, u32 nhash, narr values, key/value
-**                           pairs, END; "shared" ones are referred to again
+**   key                     the same, for a string written before in this
+**                           message: it also gets the next number (from 0)
+**   key-ref                 varint number of a string given one before
+**   table / table-shared    u32 narr, u32 nhash, narr values, nhash
+**                           key/value pairs; "shared" ones are referred to
+**                           again
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
 **   ref                     varint number of an earlier table or function
 **   globals                 the receiving state's globals table
@@ -13,7 +17,9 @@
 **                           cannot be copied (it holds C functions)
 **   handle                  the address of a shared object (shared.h): the
 **                           bytes hold a reference to it (lp_buf's refs)
-**   cdata                   str C type name, str its bytes (LuaJIT, cdata.c) */
+**   cdata                   str C type name, str its bytes (LuaJIT, cdata.c)
+** Tables and functions are numbered in the order they begin, keys in the
+** order they are written; both numberings span the values of one decode. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,38 +30,69 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
-  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_END, T_HANDLE, T_CDATA, T_MODULE
+  T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_KEY, T_HANDLE, T_CDATA, T_MODULE,
+  T_KEYREF
 };
 
-/* ---- encoder: the seen map -------------------------------------------- */
+/* ---- encoder: pointer maps -------------------------------------------- */
 
 /* Tables made one after another lie near one another, and so should their
-** slots: a locality-keeping hash turns the seen map's cache misses, the
-** encoder's main cost on large values, into mostly hits. */
-static size_t hashptr(const void *p) {
-  uintptr_t x = (uintptr_t)p >> 4;
+** slots: a locality-keeping hash (the address by granules of 2^shift bytes,
+** high bits folded in) turns the seen map's cache misses, the encoder's
+** main cost on large values, into mostly hits. A table takes 56 bytes or
+** more: 64-byte granules keep neighbours in neighbouring slots. */
+#define SEEN_SHIFT 6
+#define KEY_SHIFT 4
+static size_t hashptr(const void *p, int shift) {
+  uintptr_t x = (uintptr_t)p >> shift;
   return (size_t)(x ^ (x >> 16) ^ (x >> 32));
 }
 
-static lp_seen *seen_find(lp_encoder *e, const void *p) {
-  size_t i = hashptr(p) & e->mask;
-  for (;; i = (i + 1) & e->mask) {
-    lp_seen *s = &e->seen[i];
-    if (s->gen != e->gen) return s;        /* empty slot */
+/* p's entry, or the empty slot where it goes (the map is never full). */
+static lp_seen *map_find(lp_ptrmap *m, const void *p, int shift) {
+  size_t i = hashptr(p, shift) & m->mask;
+  for (;; i = (i + 1) & m->mask) {
+    lp_seen *s = &m->slot[i];
+    if (s->gen != m->gen) return s;        /* empty slot */
     if (s->key == p) return s;
   }
 }
 
-static int seen_grow(lp_encoder *e) {
-  size_t oldcap = e->seen ? e->mask + 1 : 0, cap = oldcap ? oldcap * 2 : 64, i;
-  lp_seen *old = e->seen, *n = calloc(cap, sizeof *n);
-  if (!n) return -1;
-  e->seen = n;
-  e->mask = cap - 1;
+/* Room for n entries in all, at most half the slots used; 0 or -1. */
+static int map_grow(lp_ptrmap *m, size_t n, int shift) {
+  size_t oldcap = m->slot ? m->mask + 1 : 0, cap = oldcap ? oldcap : 64, i;
+  lp_seen *old = m->slot, *s;
+  while (n > cap / 2) {
+    if (cap > (size_t)-1 / 2 / sizeof *s) return -1;
+    cap *= 2;
+  }
+  if (cap == oldcap) return 0;
+  if (!(s = calloc(cap, sizeof *s))) return -1;
+  m->slot = s;
+  m->mask = cap - 1;
   for (i = 0; i < oldcap; i++)
-    if (old[i].gen == e->gen) *seen_find(e, old[i].key) = old[i];
+    if (old[i].gen == m->gen) *map_find(m, old[i].key, shift) = old[i];
   free(old);
   return 0;
+}
+
+static int map_room(lp_ptrmap *m, int shift) {
+  if (m->slot && m->used + 1 <= (m->mask + 1) / 2) return 0;
+  return map_grow(m, m->used + 1, shift);
+}
+
+static void map_clear(lp_ptrmap *m) {
+  m->used = 0;
+  if (++m->gen == 0) {  /* generation counter wrapped: really clear */
+    if (m->slot) memset(m->slot, 0, (m->mask + 1) * sizeof *m->slot);
+    m->gen = 1;
+  }
+}
+
+static void map_free(lp_ptrmap *m) {
+  free(m->slot);
+  m->slot = NULL;
+  m->mask = m->used = 0;
 }
 
 void lp_encoder_free(lp_encoder *e) {
@@ -63,9 +100,10 @@ void lp_encoder_free(lp_encoder *e) {
   free(e->tagpos);
   e->tagpos = NULL;
   e->ntagpos = 0;
-  free(e->seen);
-  e->seen = NULL;
-  e->mask = e->used = 0;
+  map_free(&e->seen);
+  map_free(&e->keys);
+  free(e->recent);
+  e->recent = NULL;
 }
 
 /* ---- encoder: writing ------------------------------------------------- */
@@ -77,28 +115,66 @@ static int fail(lp_encoder *e, const char *fmt, const char *what) {
 
 static int oom(lp_encoder *e) { return fail(e, "%s", "out of memory"); }
 
+/* Room for n more bytes at the end of the output: where they go, or NULL
+** (and the reason) out of memory. Each value reserves once, then writes. */
+static unsigned char *room(lp_encoder *e, size_t n) {
+  if (lp_buf_reserve(e->out, n)) {
+    oom(e);
+    return NULL;
+  }
+  return (unsigned char *)e->out->data + e->out->len;
+}
+
+static void done(lp_encoder *e, const unsigned char *p) {
+  e->out->len = (size_t)((const char *)p - e->out->data);
+}
+
+static unsigned char *varint_at(unsigned char *p, uint64_t v) {
+  while (v >= 0x80) { *p++ = (unsigned char)(v | 0x80); v >>= 7; }
+  *p++ = (unsigned char)v;
+  return p;
+}
+
 static int put_byte(lp_encoder *e, int c) {
-  if (lp_buf_reserve(e->out, 1)) return oom(e);
-  e->out->data[e->out->len++] = (char)c;
+  unsigned char *p = room(e, 1);
+  if (!p) return -1;
+  *p++ = (unsigned char)c;
+  done(e, p);
+  return 0;
+}
+
+/* A tag and a varint. */
+static int put_head(lp_encoder *e, int tag, uint64_t v) {
+  unsigned char *p = room(e, 1 + LP_VARINT_MAX);
+  if (!p) return -1;
+  *p++ = (unsigned char)tag;
+  done(e, varint_at(p, v));
   return 0;
 }
 
 static int put_varint(lp_encoder *e, uint64_t v) {
-  return lp_varint_append(e->out, v) ? oom(e) : 0;
+  unsigned char *p = room(e, LP_VARINT_MAX);
+  if (!p) return -1;
+  done(e, varint_at(p, v));
+  return 0;
 }
 
 static int put_tagged_bytes(lp_encoder *e, int tag, const void *s, size_t n) {
-  if (put_byte(e, tag) || put_varint(e, n)) return -1;
-  if (lp_buf_put(e->out, s, n)) return oom(e);
+  unsigned char *p;
+  if (n > (size_t)-1 / 2 || !(p = room(e, 1 + LP_VARINT_MAX + n))) return oom(e);
+  *p++ = (unsigned char)tag;
+  p = varint_at(p, n);
+  memcpy(p, s, n);
+  done(e, p + n);
   return 0;
 }
 
 static int put_int(lp_encoder *e, int64_t i) {
-  return put_byte(e, T_INT) ||
-         put_varint(e, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
+  return put_head(e, T_INT, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
 }
 
 static int put_number(lp_encoder *e, lua_State *L, int idx) {
+  unsigned char *p;
 #if LP_HAS_INTEGERS
   if (lua_isinteger(L, idx)) return put_int(e, (int64_t)lua_tointeger(L, idx));
 #endif
@@ -109,10 +185,48 @@ static int put_number(lp_encoder *e, lua_State *L, int idx) {
         !(d == 0 && signbit(d)))
       return put_int(e, (int32_t)d);
 #endif
-    if (put_byte(e, T_NUM)) return -1;
-    if (lp_buf_put(e->out, &d, sizeof d)) return oom(e);
+    if (!(p = room(e, 1 + sizeof d))) return -1;
+    *p++ = T_NUM;
+    memcpy(p, &d, sizeof d);
+    done(e, p + sizeof d);
     return 0;
   }
+}
+
+/* Whether string s was written before in this message, as far as the
+** cache tells (it forgets some); 1 or 0, -1 out of memory. */
+static int seen_recently(lp_encoder *e, const char *s) {
+  lp_seen *slot;
+  if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
+  slot = &e->recent[hashptr(s, KEY_SHIFT) & (LP_CODEC_RECENT - 1)];
+  if (slot->key == s && slot->gen == e->keys.gen) return 1;
+  slot->key = s;
+  slot->gen = e->keys.gen;
+  return 0;
+}
+
+/* A string; a short one goes by number once it has a number, and gets one
+** the second time it is written (see codec.h). A string is known by its
+** address: one state keeps one copy of each short string, and the value
+** being written keeps its strings alive. */
+static int put_string(lp_encoder *e, int idx) {
+  size_t n;
+  const char *s = lua_tolstring(e->L, idx, &n);
+  lp_seen *k;
+  int r;
+  if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
+  if (e->keys.used) {
+    k = map_find(&e->keys, s, KEY_SHIFT);
+    if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
+  }
+  if ((r = seen_recently(e, s)) <= 0 || e->keys.used >= LP_CODEC_MAXKEYS)
+    return r < 0 ? oom(e) : put_tagged_bytes(e, T_STR, s, n);
+  if (map_room(&e->keys, KEY_SHIFT) || put_tagged_bytes(e, T_KEY, s, n)) return oom(e);
+  k = map_find(&e->keys, s, KEY_SHIFT);
+  k->key = s;
+  k->gen = e->keys.gen;
+  k->ref = (uint32_t)e->keys.used++;
+  return 0;
 }
 
 /* Prepends one step of the path ("[2]", ".name") after a failure below. */
@@ -185,9 +299,7 @@ static int put_value(lp_encoder *e, int idx);
 ** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
 static int put_seen(lp_encoder *e, const void *p) {
   lp_seen *s;
-  if (e->used + 1 > (e->mask + 1) / 2 || !e->seen) {
-    if (seen_grow(e)) return oom(e);
-  }
+  if (map_room(&e->seen, SEEN_SHIFT)) return oom(e);
   if (e->nextref >= e->ntagpos) {
     size_t n = e->ntagpos ? e->ntagpos * 2 : 64;
     size_t *t = realloc(e->tagpos, n * sizeof *t);
@@ -195,75 +307,86 @@ static int put_seen(lp_encoder *e, const void *p) {
     e->tagpos = t;
     e->ntagpos = n;
   }
-  s = seen_find(e, p);
-  if (s->gen == e->gen) {
+  s = map_find(&e->seen, p, SEEN_SHIFT);
+  if (s->gen == e->seen.gen) {
     char *tag = &e->out->data[e->tagpos[s->ref]];
     if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
     else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
-    if (put_byte(e, T_REF) || put_varint(e, s->ref)) return -1;
-    return 1;
+    return put_head(e, T_REF, s->ref) ? -1 : 1;
   }
   s->key = p;
-  s->gen = e->gen;
+  s->gen = e->seen.gen;
   s->ref = e->nextref++;
   e->tagpos[s->ref] = e->out->len;
-  e->used++;
+  e->seen.used++;
   return 0;
 }
 
-static int is_array_key(lua_State *L, int k, size_t narr) {
-  if (lua_type(L, k) != LUA_TNUMBER) return 0;
-#if LP_HAS_INTEGERS
-  if (lua_isinteger(L, k)) {
-    lua_Integer i = lua_tointeger(L, k);
-    return i >= 1 && (lua_Unsigned)i <= narr;
-  }
-  return 0;
-#else
-  {
-    double d = (double)lua_tonumber(L, k);
-    return d >= 1 && d <= (double)narr && d == floor(d);
-  }
-#endif
+/* A list of many tables (records) grows the seen map in one step, not by
+** doubling as they come: room for two tables a record (one nested in
+** each, or the map's next doubling made at once); 0, or -1 out of memory. */
+static int reserve_records(lp_encoder *e, int idx, int first) {
+  size_t n;
+  if (lua_type(e->L, first) != LUA_TTABLE || (n = lp_rawlen(e->L, idx)) < 1024) return 0;
+  return map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
 }
 
+/* Whether the key at k goes on the array section, now narr values long:
+** how many nils go before its value, or -1 (a pair). Holes count only below
+** the table's length (as # sees it, found once, when the first one comes:
+** *len is that + 1, 0 until then), so that # on the other side is the
+** same. */
+static double array_gap(lua_State *L, int idx, int k, uint32_t narr, size_t *len) {
+  double d;
+  if (lua_type(L, k) != LUA_TNUMBER) return -1;
+  d = (double)lua_tonumber(L, k);
+  if (d == (double)narr + 1) return 0;
+  if (!(d > (double)narr + 1) || d >= INT32_MAX || d != floor(d)) return -1;
+  if (!*len) *len = lp_rawlen(L, idx) + 1;
+  return d < (double)*len ? d - ((double)narr + 1) : -1;
+}
+
+/* One traversal: the keys 1, 2, 3... that come first (a table's array
+** part, in order) make the array section, with nils for its holes; every
+** other key a pair. Both counts are filled in at the end. idx is absolute;
+** keys and values go above the stack's top at entry. */
 static int put_table(lp_encoder *e, int idx) {
   lua_State *L = e->L;
-  size_t narr = lp_rawlen(L, idx), i, hpos;
-  uint32_t nhash = 0;
-  if (put_byte(e, T_TABLE) || put_varint(e, narr)) return -1;
-  hpos = e->out->len;
-  if (lp_buf_put(e->out, &nhash, sizeof nhash)) return oom(e);
-  for (i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    if (put_value(e, lua_gettop(L))) {
-      char seg[32];
-      snprintf(seg, sizeof seg, "[%zu]", i);
-      path_prepend(e, seg);
-      lua_pop(L, 1);
-      return -1;
-    }
-    lua_pop(L, 1);
-  }
+  uint32_t narr = 0, nhash = 0;
+  size_t cpos, len = 0;
+  int top = lua_gettop(L);
+  unsigned char *p = room(e, 1 + 2 * sizeof narr);
+  if (!p) return -1;
+  *p++ = T_TABLE;
+  cpos = (size_t)((char *)p - e->out->data);
+  done(e, p + 2 * sizeof narr);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    if (is_array_key(L, top - 1, narr)) { lua_pop(L, 1); continue; }
-    if (put_value(e, top - 1)) {
-      path_key(e, L, top - 1);  /* names the key itself: t[<thread>] */
-      lua_pop(L, 2);
+    double gap = nhash ? -1 : array_gap(L, idx, top + 1, narr, &len);
+    int r;
+    if (gap >= 0) {
+      if ((narr == 0 && reserve_records(e, idx, top + 2)) || !(p = room(e, (size_t)gap))) {
+        lua_settop(L, top);
+        return oom(e);
+      }
+      memset(p, T_NIL, (size_t)gap);
+      done(e, p + (size_t)gap);
+      r = put_value(e, top + 2);
+      narr += (uint32_t)gap + 1;
+    } else {
+      r = put_value(e, top + 1) || put_value(e, top + 2);
+      if (++nhash == 0) r = fail(e, "%s", ": table too large");
+    }
+    if (r) {
+      path_key(e, L, top + 1);  /* names the key itself too: t[<thread>] */
+      lua_settop(L, top);
       return -1;
     }
-    if (put_value(e, top)) {
-      path_key(e, L, top - 1);
-      lua_pop(L, 2);
-      return -1;
-    }
-    nhash++;
-    lua_pop(L, 1);
+    lua_settop(L, top + 1);
   }
-  memcpy(e->out->data + hpos, &nhash, sizeof nhash);
-  return put_byte(e, T_END);
+  memcpy(e->out->data + cpos, &narr, sizeof narr);
+  memcpy(e->out->data + cpos + sizeof narr, &nhash, sizeof nhash);
+  return 0;
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
@@ -379,50 +502,50 @@ static int put_cdata(lp_encoder *e, int idx) {
 
 static int put_other(lp_encoder *e, int idx) {
   lua_State *L = e->L;
-  lp_shared *o = lp_shared_test(L, idx);
-  if (o) return put_shared(e, o);
+  lp_shared *o;
+  int r;
+  if (e->modules && lua_type(L, idx) >= LUA_TTABLE && put_module(e, idx, &r)) return r;
+  if ((o = lp_shared_test(L, idx))) return put_shared(e, o);
   if (lp_cdata_is(L, idx)) return put_cdata(e, idx);
   return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
 }
 
+/* A table or function: the globals table, a reference, or written whole. */
+static int put_nested(lp_encoder *e, int idx, int type) {
+  lua_State *L = e->L;
+  const void *p = lua_topointer(L, idx);
+  int r;
+  if (e->modules && put_module(e, idx, &r)) return r;
+  if (p == e->globals) return put_byte(e, T_GLOBALS);
+  if (e->depth >= LP_CODEC_MAXDEPTH || !lua_checkstack(L, 4))
+    return fail(e, "%s", ": nested too deep");
+  if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
+  e->depth++;
+  if (e->depth % LEVELS_PER_STACK == 0) r = put_on_new_stack(e, idx);
+  else r = type == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
+  e->depth--;
+  return r;
+}
+
+/* idx is absolute. */
 static int put_value(lp_encoder *e, int idx) {
   lua_State *L = e->L;
-  size_t n;
-  const char *s;
-  int r;
-  if (e->modules && lua_type(L, idx) >= LUA_TTABLE && put_module(e, idx, &r))
-    return r;
-  switch (lua_type(L, idx)) {
+  int type = lua_type(L, idx);
+  switch (type) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
     case LUA_TNUMBER: return put_number(e, L, idx);
-    case LUA_TSTRING:
-      s = lua_tolstring(L, idx, &n);
-      return put_tagged_bytes(e, T_STR, s, n);
+    case LUA_TSTRING: return put_string(e, idx);
     case LUA_TTABLE:
-    case LUA_TFUNCTION:
-      if (lua_topointer(L, idx) == e->globals) return put_byte(e, T_GLOBALS);
-      if (e->depth >= LP_CODEC_MAXDEPTH)
-        return fail(e, "%s", ": nested too deep");
-      if (!lua_checkstack(L, 4)) return fail(e, "%s", ": nested too deep");
-      if ((r = put_seen(e, lua_topointer(L, idx))) != 0) return r < 0 ? -1 : 0;
-      e->depth++;
-      if (e->depth % LEVELS_PER_STACK == 0) r = put_on_new_stack(e, idx);
-      else r = lua_type(L, idx) == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
-      e->depth--;
-      return r;
-    default:
-      return put_other(e, idx);
+    case LUA_TFUNCTION: return put_nested(e, idx, type);
+    default: return put_other(e, idx);
   }
 }
 
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
-  e->used = 0;
-  if (++e->gen == 0) {  /* generation counter wrapped: really clear */
-    if (e->seen) memset(e->seen, 0, (e->mask + 1) * sizeof *e->seen);
-    e->gen = 1;
-  }
+  map_clear(&e->seen);
+  map_clear(&e->keys);
 }
 
 /* Pushes package.loaded inverted (value -> name) for the values that are
@@ -510,9 +633,11 @@ typedef struct lp_decoder {
   lua_State *L;
   const unsigned char *p, *end;
   uint32_t nextref;
+  uint32_t nkeys;
   int base;  /* stack top before decoding */
   int depth;
   int refs;  /* stack index of the table of shared values, 0 until needed */
+  int keys;  /* stack index of the table of keys, 0 until needed */
   int flags;
 } lp_decoder;
 
@@ -520,18 +645,28 @@ static void bad(lp_decoder *d) { luaL_error(d->L, "luapool: corrupt value buffer
 
 static uint64_t get_varint(lp_decoder *d) {
   uint64_t v;
+  if (d->p < d->end && *d->p < 0x80) return *d->p++;
   if (lp_varint_get(&d->p, d->end, &v)) bad(d);
   return v;
 }
 
 static void get_value(lp_decoder *d);
 
+/* A table made once, below the values decoded so far; returns its index. */
+static int make_below(lp_decoder *d, int narr) {
+  lua_createtable(d->L, narr, 0);
+  lua_insert(d->L, d->base + 1);
+  if (d->refs) d->refs++;
+  if (d->keys) d->keys++;
+  return d->base + 1;
+}
+
 static void make_refs(lp_decoder *d) {
-  if (!d->refs) {  /* made once, below the values already decoded */
-    lua_newtable(d->L);
-    lua_insert(d->L, d->base + 1);
-    d->refs = d->base + 1;
-  }
+  if (!d->refs) d->refs = make_below(d, 0);
+}
+
+static void make_keys(lp_decoder *d) {
+  if (!d->keys) d->keys = make_below(d, 16);
 }
 
 static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
@@ -542,26 +677,36 @@ static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
   lua_rawseti(L, d->refs, (int)ref + 1);
 }
 
+/* Table sizes are checked against the bytes left (a value takes one at
+** least, a pair two), then made exact. */
 static void get_table(lp_decoder *d, int shared) {
   lua_State *L = d->L;
-  uint32_t ref = d->nextref++, nhash;
-  uint64_t narr = get_varint(d), i;
-  if (d->end - d->p < 4 || narr > (uint64_t)(d->end - d->p)) bad(d);
-  memcpy(&nhash, d->p, 4);
-  d->p += 4;
+  uint32_t ref = d->nextref++, narr, nhash, i, j;
+  uint64_t left;
+  if (d->end - d->p < 8) bad(d);
+  memcpy(&narr, d->p, 4);
+  memcpy(&nhash, d->p + 4, 4);
+  d->p += 8;
+  left = (uint64_t)(d->end - d->p);
+  if (narr > left || nhash > left / 2 || narr + 2 * (uint64_t)nhash > left ||
+      narr > INT32_MAX || nhash > INT32_MAX)
+    bad(d);
   luaL_checkstack(L, 4, "luapool: value nested too deep");
-  lua_createtable(L, (int)narr, nhash > (uint32_t)(d->end - d->p) ? 0 : (int)nhash);
+  lua_createtable(L, (int)narr, (int)nhash);
   keep_shared(d, shared, ref);
   for (i = 1; i <= narr; i++) {
     get_value(d);
     lua_rawseti(L, -2, (int)i);
   }
-  for (;;) {
-    if (d->p >= d->end) bad(d);
-    if (*d->p == T_END) { d->p++; return; }
+  for (j = 0; j < nhash; j++) {
+    double k;
+    if (d->p >= d->end || *d->p == T_NIL) bad(d);
+    if (*d->p == T_NUM && d->end - d->p > 8) {  /* a NaN key: corrupt too */
+      memcpy(&k, d->p + 1, 8);
+      if (k != k) bad(d);
+    }
     get_value(d);
     get_value(d);
-    if (lua_isnil(L, -2)) bad(d);
     lua_rawset(L, -3);
   }
 }
@@ -601,22 +746,27 @@ static void get_table(lp_decoder *d, int shared);
 static void get_function(lp_decoder *d, int shared);
 
 /* The decoder's side of put_on_new_stack: the value is built on a fresh
-** coroutine stack, which gets the table of shared values too. */
+** coroutine stack, which gets the tables of shared values and keys too. */
 static void get_on_new_stack(lp_decoder *d, int tag) {
   lua_State *L = d->L, *T;
-  int refs;
+  int refs, keys;
   make_refs(d);
+  make_keys(d);
   refs = d->refs;
+  keys = d->keys;
   T = lua_newthread(L);
   lua_pushvalue(L, refs);
-  lua_xmove(L, T, 1);
+  lua_pushvalue(L, keys);
+  lua_xmove(L, T, 2);
   d->L = T;
   d->refs = 1;
+  d->keys = 2;
   if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
   else get_function(d, tag == T_FUNC_SHARED);
   lua_xmove(T, L, 1);
   d->L = L;
   d->refs = refs;
+  d->keys = keys;
   lua_remove(L, -2);  /* the coroutine */
 }
 
@@ -707,6 +857,22 @@ static void get_value(lp_decoder *d) {
       lua_pushlstring(L, s, n);
       break;
     }
+    case T_KEY: {
+      size_t n;
+      const char *s = get_string(d, &n);
+      if (n > LP_CODEC_KEYLEN || d->nkeys >= LP_CODEC_MAXKEYS) bad(d);
+      make_keys(d);
+      lua_pushlstring(L, s, n);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, d->keys, (int)++d->nkeys);
+      break;
+    }
+    case T_KEYREF: {
+      uint64_t k = get_varint(d);
+      if (k >= d->nkeys) bad(d);  /* only a key decoded before */
+      lua_rawgeti(L, d->keys, (int)k + 1);
+      break;
+    }
     case T_TABLE: case T_TABLE_SHARED:
     case T_FUNC: case T_FUNC_SHARED: get_nested(d, tag); break;
     case T_REF: {
@@ -732,7 +898,8 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table, in
   d.p = (const unsigned char *)data;
   d.end = d.p + len;
   d.nextref = 0;
-  d.refs = 0;
+  d.refs = d.keys = 0;
+  d.nkeys = 0;
   d.depth = 0;
   d.flags = flags;
   d.base = lua_gettop(L);
@@ -742,7 +909,10 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table, in
     n++;
     if (into_table) lua_rawseti(L, d.base, n);
   }
-  if (d.refs) lua_remove(L, d.refs);  /* drop the table of shared values */
+  /* drop the tables of shared values and of keys, the higher first */
+  if (d.refs > d.keys) lua_remove(L, d.refs);
+  if (d.keys) lua_remove(L, d.keys);
+  if (d.refs && d.refs < d.keys) lua_remove(L, d.refs);
   return n;
 }
 

@@ -11,20 +11,38 @@
 #define LP_CODEC_MAXDEPTH 8000
 #define LP_CODEC_ERRLEN 512
 
-/* A table or function already written, and its reference number. */
+/* Strings repeated in a message cross once, then by number: from their
+** second time, which a small cache of the strings last written tells (so a
+** message that repeats none pays nothing for it on the decoding side). At
+** most LP_CODEC_MAXKEYS of them a message, each LP_CODEC_KEYLEN bytes at
+** most (the decoder refuses more). */
+#define LP_CODEC_MAXKEYS 4096
+#define LP_CODEC_KEYLEN 40
+#define LP_CODEC_RECENT 256  /* slots of that cache (4 KiB), a power of two */
+
+/* A table, function or key string already written, and its number. */
 typedef struct lp_seen {
   const void *key;
   uint32_t gen, ref;
 } lp_seen;
 
-/* Encoder state; kept by one thread and reused across calls. */
-typedef struct lp_encoder {
-  lp_seen *seen;
-  size_t *tagpos;     /* by reference number: where its tag byte lies */
-  size_t ntagpos;
+/* Pointer -> number, open addressing; entries of older generations are
+** empty, so that a new message clears it by a counter. */
+typedef struct lp_ptrmap {
+  lp_seen *slot;
   size_t mask;        /* capacity - 1 (capacity a power of two) */
   size_t used;
-  uint32_t gen;       /* entries of older generations are empty */
+  uint32_t gen;
+} lp_ptrmap;
+
+/* Encoder state; kept by one thread and reused across calls. */
+typedef struct lp_encoder {
+  lp_ptrmap seen;     /* tables and functions: reference numbers */
+  lp_ptrmap keys;     /* strings (by address): key numbers */
+  lp_seen *recent;    /* strings written once this message, by address,
+                      ** direct-mapped; NULL until used */
+  size_t *tagpos;     /* by reference number: where its tag byte lies */
+  size_t ntagpos;
   uint32_t nextref;
   int depth;
   int no_shared;      /* set by the caller: shared objects are refused */
