@@ -21,13 +21,19 @@ local function kill9(pid)
   end
 end
 
--- Whether a process runs: /proc/<pid> exists and is not a zombie.
-local function running(pid)
+-- A process's state letter in /proc/<pid>/stat (R, S, T, Z...), or nil once gone.
+local function state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
+  if not f then return nil end
   local stat = f:read("*a")  -- nil when it ended after the open
   f:close()
-  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+  return stat and stat:match("^%d+ %b() (%a)")
+end
+
+-- Whether a process runs: /proc/<pid> exists and is not a zombie.
+local function running(pid)
+  local s = state(pid)
+  return s ~= nil and s ~= "Z"
 end
 
 -- The number a task wrote to path, once it is there.
@@ -210,12 +216,20 @@ describe("process runtime", function()
     local pool = new { minThreads = 1, maxThreads = 1 }
     local pid = pool:run(nil, { name = "pid" }):get()
     assert.is_true(os.execute("kill -STOP " .. pid) ~= false)  -- it reads nothing more
+    poll_until(pool, function() return state(pid) == "T" end, "the worker to stop")
     local t = pool:run(nil, { name = "pid" })
     poll_until(pool, function() return t:status() == "running" end, "the task to be taken")
     local until_ms = luapool.now() + 100  -- time for its frame to be written to the pipe
     poll_until(pool, function() return luapool.now() >= until_ms end)
     kill9(pid)
     assert.are_not.equal(pid, t:get())  -- not worker_exited: it never started
+  end)
+
+  it("loads no function a worker process sends: the task fails with serialize", function()
+    local pool = new { minThreads = 1, maxThreads = 1, handler = function() return function() end end }
+    local e = rejection(pool:run())
+    assert.equal("serialize", e.code)
+    assert.truthy(e.message:find("a function cannot come from another process", 1, true), e.message)
   end)
 
   describe("stopping", function()

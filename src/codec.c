@@ -772,7 +772,9 @@ static void get_on_new_stack(lp_decoder *d, int tag) {
 
 static void get_nested(lp_decoder *d, int tag) {
   if (d->depth >= LP_CODEC_MAXDEPTH) bad(d);  /* no encoder writes deeper */
-  if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC)) bad(d);
+  if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC))
+    luaL_error(d->L, "a function cannot come from another process (its bytecode is not "
+               "loaded: a process that went wrong could have written it)");
   if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
   else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
   else get_function(d, tag == T_FUNC_SHARED);
@@ -964,7 +966,7 @@ int lp_decode_table(lua_State *L, const char *data, size_t len) {
 }
 
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
-  return decode_paused(L, data, len, 0, flags);
+  return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE);
 }
 
 /* ---- values written without a Lua state ------------------------------- */

@@ -83,6 +83,7 @@ int lp_decode_table(lua_State *L, const char *data, size_t len);
 ** object's address is refused as malformed, for bytes that Lua's loader
 ** should not be trusted with. */
 #define LP_DECODE_NOFUNC 1
+#define LP_DECODE_TABLE 2   /* as lp_decode_table */
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
 
 /* Appends n strings (NULL: nil) as values, with no Lua state; 0 or -1. */

@@ -319,16 +319,17 @@ static int decode(lua_State *L) {
   const char *data = (const char *)lua_touserdata(L, 1);
   size_t len = (size_t)lua_tonumber(L, 2);
   int packed = lua_toboolean(L, 3), n, i;
+  int flags = lua_toboolean(L, 4) ? LP_DECODE_NOFUNC : 0;
   lua_settop(L, 0);
-  if (!packed) return lp_decode(L, data, len);
+  if (!packed) return lp_decode_flags(L, data, len, flags);
   if (len > SMALL_RESULT) {  /* any number of values, a few stack slots */
-    n = lp_decode_table(L, data, len);
+    n = lp_decode_flags(L, data, len, flags | LP_DECODE_TABLE);
     if (n == 1) {
       lua_rawgeti(L, 1, 1);
       lua_replace(L, 1);
     }
   } else {
-    n = lp_decode(L, data, len);
+    n = lp_decode_flags(L, data, len, flags);
     if (n > 1) {
       lua_createtable(L, n, 0);
       lua_insert(L, 1);
@@ -345,13 +346,14 @@ static int decode(lua_State *L) {
 /* Pushes what b decodes to, protected: a buffer that cannot be decoded here
 ** (memory, nesting) must not lose the message. Returns the count, or -1
 ** with the reason pushed. */
-static int push_decoded(lua_State *L, const lp_buf *b, int astable) {
+static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
   int top = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushlightuserdata(L, b->data);
   lua_pushnumber(L, (lua_Number)b->len);
   lua_pushboolean(L, astable);
-  if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK) return -1;
+  lua_pushboolean(L, untrusted);
+  if (lua_pcall(L, 4, LUA_MULTRET, 0) != LUA_OK) return -1;
   return lua_gettop(L) - top;
 }
 
@@ -375,7 +377,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
       lua_pushliteral(L, "out_of_memory");
       lua_pushliteral(L, "the worker ran out of memory writing the result");
       k = 2;
-    } else if ((k = push_decoded(L, &t->out, !t->failed)) < 0) {
+    } else if ((k = push_decoded(L, &t->out, !t->failed, t->msg.untrusted)) < 0) {
       const char *why = lua_tostring(L, -1);
       lua_pushfstring(L, "the result could not be copied into the main state: %s",
                       why ? why : "?");
@@ -393,7 +395,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   lua_pushnil(L);
   lua_pushinteger(L, m->worker_id);
   if (m->kind == LP_MSG_MESSAGE) {
-    if ((k = push_decoded(L, &m->body, 0)) < 0) {
+    if ((k = push_decoded(L, &m->body, 0, m->untrusted)) < 0) {
       lua_pop(L, 4);  /* a message that cannot arrive: an error event */
       lua_pushstring(L, events[LP_MSG_ERROR]);
       lua_pushnil(L);

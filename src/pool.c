@@ -76,6 +76,7 @@ lp_task *lp_task_new(lp_pool *p) {
   t->msg.next = NULL;
   t->msg.kind = LP_MSG_TASK;
   t->msg.worker_id = 0;
+  t->msg.untrusted = 0;
   t->prev = t->next = NULL;
   atomic_init(&t->state, LP_TASK_QUEUED);
   t->failed = 0;

@@ -58,6 +58,7 @@ typedef struct lp_msg {
   struct lp_msg *next;
   int kind;
   int worker_id;
+  int untrusted;  /* written by a worker process: its functions are not loaded */
   lp_buf body;  /* a message's value, an error's text */
 } lp_msg;
 

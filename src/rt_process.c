@@ -199,6 +199,7 @@ static void forward_message(lp_worker *w, const lp_frame *f) {
   }
   m->kind = LP_MSG_MESSAGE;
   m->worker_id = w->slot + 1;
+  m->untrusted = 1;
   lp_pool_post_message(w, m);  /* -1: dropped, as the task is being stopped */
 }
 
@@ -379,6 +380,7 @@ static int pr_run(lp_worker *w, lp_task *t) {
     if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
     heap_seen(w, &f);
     task_time(c, &f);
+    t->msg.untrusted = 1;
     t->out.len = 0;
     t->failed = (f.flags & LP_RESULT_FAILED) != 0;
     if (lp_buf_put(&t->out, f.body + 16, f.len - 16)) {

@@ -101,6 +101,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   t->t_start = lp_now_ns();
   t->failed = 0;
   t->msg.worker_id = w->slot + 1;
+  t->msg.untrusted = 0;  /* rt_process sets it */
   stopped = w->rt->run(w, t);
   t->t_end = lp_now_ns();
   if (stopped != LP_UNSENT) atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
