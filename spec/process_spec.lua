@@ -370,7 +370,7 @@ describe("process runtime", function()
       local busy = pool:run(gate, { name = "block" })
       read_pid(pool, gate.path)
       local tasks = {}
-      for i = 1, 60 do tasks[#tasks + 1] = pool:run(nil, { name = "pid" }) end
+      for _ = 1, 60 do tasks[#tasks + 1] = pool:run(nil, { name = "pid" }) end
       for i = 1, 40 do tasks[#tasks + 1] = pool:run({ path = path, i = i }, { name = "mark" }) end
       local bad = pool:run(value, { name = name })
       for i = 41, 80 do tasks[#tasks + 1] = pool:run({ path = path, i = i }, { name = "mark" }) end
