@@ -61,10 +61,10 @@ local function on_error(e)
   traceback = debug.traceback("", 2):gsub("^\n", "")
   return e
 end
-local xpcall_args = select(2, xpcall(function(a) return a end, on_error, true))
-local function call(fn, input)
-  if xpcall_args then return xpcall(fn, on_error, input) end
-  return xpcall(function() return fn(input) end, on_error)
+-- (Two functions: one that makes a closure cannot be compiled by LuaJIT.)
+local function call(fn, input) return xpcall(fn, on_error, input) end
+if not select(2, xpcall(function(a) return a end, on_error, true)) then
+  call = function(fn, input) return xpcall(function() return fn(input) end, on_error) end
 end
 
 -- The message of a raised value, as the worker's own tasks make it.
@@ -116,8 +116,12 @@ function runner.jsonl(task)
   if not fn then return nil, nil, { code = "load_error", message = err } end
   local decode, encode = cjson.decode, cjson.encode
   local out, nerr, first, first_err, i = {}, 0, task.line, nil, 0
-  for line in task[1]:gmatch("([^\n]*)\n") do
-    i = i + 1
+  local lines, pos, find, sub = task[1], 1, string.find, string.sub
+  while true do
+    local nl = find(lines, "\n", pos, true)
+    if not nl then break end
+    local line = sub(lines, pos, nl - 1)
+    pos, i = nl + 1, i + 1
     local okd, value = pcall(decode, line)
     local code, msg = "bad_json", value
     if okd then

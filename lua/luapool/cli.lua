@@ -133,35 +133,48 @@ end
 
 -- Reads the files in blocks and returns whole lines, about `want` of them
 -- at a time, as one string (each line ending in "\n") and their count. The
--- main thread only looks for newlines; the workers split the lines.
+-- main thread only looks for newlines; the workers split the lines. A block
+-- is cut into chunks in place: only a chunk that spans two blocks, and the
+-- line cut at a block's end, are copied twice.
 local BLOCK = 65536
 local function line_source(files, input)
-  local k, buf = 1, ""
-  local function more()  -- appends the next bytes to buf; false at the end
+  local find, sub, k, buf, start = string.find, string.sub, 1, "", 1  -- buf[start..]: not handed out
+  local function more()  -- the next bytes; nil at the end
     while files[k] do
       local s = files[k]:read(BLOCK)
-      if s then buf = buf .. s return true end
+      if s then return s end
       if files[k] ~= io.stdin then files[k]:close() end
       k = k + 1
       -- a file's last line may lack its newline
-      if buf ~= "" and buf:byte(-1) ~= 10 then buf = buf .. "\n" return true end
+      if start <= #buf and buf:byte(-1) ~= 10 then return "\n" end
     end
-    return false
+    return nil
   end
   return function(want)
-    local count, pos = 0, 0
+    local count, pos, parts = 0, start - 1, nil
     while count < want do
-      local nl = buf:find("\n", pos + 1, true)
+      local nl = find(buf, "\n", pos + 1, true)
       if nl then
         count, pos = count + 1, nl
-      elseif not more() then
-        break
+      else
+        local s = more()
+        if not s then break end
+        if pos >= start then  -- the lines counted so far, out of the old block
+          parts = parts or {}
+          parts[#parts + 1] = sub(buf, start, pos)
+        end
+        buf, start = sub(buf, pos + 1) .. s, 1
+        pos = 0
       end
     end
     if count == 0 then return nil end
-    local block = buf:sub(1, pos)
-    buf = buf:sub(pos + 1)
-    input.bytes, input.pulled = input.bytes + pos, input.pulled + count
+    local block = sub(buf, start, pos)
+    if parts then
+      parts[#parts + 1] = block
+      block = table.concat(parts)
+    end
+    start = pos + 1
+    input.bytes, input.pulled = input.bytes + #block, input.pulled + count
     return block, count
   end
 end
