@@ -6,8 +6,9 @@
 --   task = { n = count, h = function or nil, f = filename, m = name, [1..n] = inputs }
 --   default(task) -> results[1..n], errors or nil   (errors[i] = { message, value, traceback, workerId })
 --   jsonl(task)   -> output, nerrors, nil, k        (task[1]: lines, each ending in "\n";
---                    task.line: the number of the first; output: one line per line;
---                    k: the first line that failed)
+--                    task.pre: nil or the start of the first line; task.line: the
+--                    number of the first; output: one line per line; k: the first
+--                    line that failed)
 --
 -- Whatever prevents running the chunk at all (a task file that cannot load)
 -- is returned as a third value { code, message }, the same for every input.
@@ -116,11 +117,12 @@ function runner.jsonl(task)
   if not fn then return nil, nil, { code = "load_error", message = err } end
   local decode, encode = cjson.decode, cjson.encode
   local out, nerr, first, first_err, i = {}, 0, task.line, nil, 0
-  local lines, pos, find, sub = task[1], 1, string.find, string.sub
+  local lines, pre, pos, find, sub = task[1], task.pre, 1, string.find, string.sub
   while true do
     local nl = find(lines, "\n", pos, true)
     if not nl then break end
     local line = sub(lines, pos, nl - 1)
+    if pre then line, pre = pre .. line, nil end
     pos, i = nl + 1, i + 1
     local okd, value = pcall(decode, line)
     local code, msg = "bad_json", value

@@ -131,52 +131,69 @@ local function open_inputs(names)
   return files, size
 end
 
--- Reads the files in blocks and returns whole lines, about `want` of them
--- at a time, as one string (each line ending in "\n") and their count. The
--- main thread only looks for newlines; the workers split the lines. A block
--- is cut into chunks in place: only a chunk that spans two blocks, and the
--- line cut at a block's end, are copied twice.
-local BLOCK = 65536
+-- Reads the files in blocks and hands out whole lines, `want` of them at a
+-- time: a chunk's task { lines, pre = the start of its first line } (each
+-- line ending in "\n") and their count. The main thread only looks for
+-- newlines; the workers split the lines. A chunk is one copy out of its
+-- block; the line cut at a block's end goes with the next chunk as `pre`,
+-- so blocks are never joined. An automatic chunk (not `exact`) ends where
+-- its block does; one of --chunk N lines is joined from its pieces.
+local BLOCK = 65536  -- LuaJIT maps a string past 128 KiB with a system call of its own
 local function line_source(files, input)
-  local find, sub, k, buf, start = string.find, string.sub, 1, "", 1  -- buf[start..]: not handed out
+  local find, sub, concat, k, buf, start = string.find, string.sub, table.concat, 1, "", 1
+  local nl_end = true  -- the last byte read is a newline (or none was read)
   local function more()  -- the next bytes; nil at the end
     while files[k] do
       local s = files[k]:read(BLOCK)
-      if s then return s end
+      if s then
+        nl_end = s:byte(-1) == 10
+        return s
+      end
       if files[k] ~= io.stdin then files[k]:close() end
       k = k + 1
       -- a file's last line may lack its newline
-      if start <= #buf and buf:byte(-1) ~= 10 then return "\n" end
+      if not nl_end then nl_end = true return "\n" end
     end
     return nil
   end
-  return function(want)
-    local count, pos, parts = 0, start - 1, nil
+  return function(want, exact)
+    local count, pos, head, parts = 0, start - 1, {}, nil
     while count < want do
       local nl = find(buf, "\n", pos + 1, true)
       if nl then
         count, pos = count + 1, nl
+      elseif count > 0 and not exact then
+        break
       else
         local s = more()
         if not s then break end
-        if pos >= start then  -- the lines counted so far, out of the old block
+        local rest = sub(buf, start)
+        if count > 0 then  -- lines counted and the start of one: join them
           parts = parts or {}
-          parts[#parts + 1] = sub(buf, start, pos)
+          parts[#parts + 1] = rest
+        else  -- the start of the first line (of a line longer than a block: a piece)
+          head[#head + 1] = rest
         end
-        buf, start = sub(buf, pos + 1) .. s, 1
-        pos = 0
+        buf, start, pos = s, 1, 0
       end
     end
     if count == 0 then return nil end
-    local block = sub(buf, start, pos)
+    local pre, lines = concat(head), sub(buf, start, pos)
     if parts then
-      parts[#parts + 1] = block
-      block = table.concat(parts)
+      parts[#parts + 1] = lines
+      lines = concat(parts)
     end
     start = pos + 1
-    input.bytes, input.pulled = input.bytes + #block, input.pulled + count
-    return block, count
+    input.bytes, input.pulled = input.bytes + #pre + #lines, input.pulled + count
+    return { lines, pre = pre ~= "" and pre or nil }, count
   end
+end
+
+-- A chunk's lines, one a string, to retry them one per task.
+local function chunk_lines(task)
+  local out = {}
+  for line in ((task.pre or "") .. task[1]):gmatch("[^\n]*\n") do out[#out + 1] = line end
+  return out
 end
 
 ---------------------------------------------------------------------------
@@ -359,7 +376,7 @@ local function run(o)
   local src = line_source(files, input)
   local stream = imap.stream(pool, src, {
     chunk = o.chunk, ordered = not o.unordered, timeout = o.timeout,
-  }, { run = "jsonl", blocks = true, pack = function(task, rec) task.line = rec.first end })
+  }, { run = "jsonl", blocks = chunk_lines, pack = function(task, rec) task.line = rec.first end })
   local show = o.progress
   if show == nil then show = isatty(2) end
   local bar = show and progress_bar(input)

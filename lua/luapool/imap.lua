@@ -57,8 +57,10 @@ end
 -- src: a list, or a function returning the next input (nil: no more).
 -- opts: as pool:imap's. how (for the command): run, the runner's function
 -- ("default"); pack(task, rec), which adds fields to a chunk's task; and
--- blocks: src(n) returns a string of about n lines and their count, and a
--- chunk is one such block.
+-- blocks: src(n, exact) returns a chunk's task (what the runner needs,
+-- holding n inputs or, unless exact, fewer) and its count, and blocks(task)
+-- its inputs as a list, each a task's input alone (a chunk that failed as a
+-- whole is run again one input per task).
 function M.stream(pool, src, opts, how)
   opts = opts or {}
   if type(opts) ~= "table" then bad("options must be a table") end
@@ -172,11 +174,7 @@ end
 function Stream:split(rec)
   local pos
   for i, r in ipairs(self.order) do if r == rec then pos = i break end end
-  local inputs = rec.items
-  if self.blocks then
-    inputs = {}
-    for line in rec.items[1]:gmatch("[^\n]*\n") do inputs[#inputs + 1] = line end
-  end
+  local inputs = self.blocks and self.blocks(rec.items) or rec.items
   local parts = {}
   for i = 1, rec.n do
     parts[i] = { first = rec.first + i - 1, n = 1, items = { inputs[i] } }
@@ -205,8 +203,8 @@ function Stream:fill()
   while not self.eof and not self.stopped and #self.order < self.window do
     local items, n, first = {}, 0, self.pulled + 1
     if self.blocks then
-      items[1], n = self.next(self.chunk)
-      if items[1] == nil then self.eof, n = true, 0 end
+      items, n = self.next(self.chunk, not self.auto)
+      if items == nil then self.eof, items, n = true, {}, 0 end
     end
     for _ = n + 1, self.blocks and 0 or self.chunk do
       local v = self.next()
