@@ -21,7 +21,7 @@ M.RUNNER = (debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "chunk
 -- the mean run time per input of the tasks settled so far; at most
 -- MAX_CHUNK inputs, and with a known total, at most total / (4 * threads)
 -- so that every worker gets work.
-local TARGET_MS, MAX_CHUNK = 5, 4096
+local TARGET_MS, MAX_CHUNK, LOOK_EVERY = 5, 4096, 4
 local PROGRESS_MS = 100  -- onProgress at most 10 times a second
 -- Failures of a whole chunk that are retried one input per task.
 local RETRY = { timeout = true, worker_exited = true, out_of_memory = true, serialize = true }
@@ -88,7 +88,7 @@ function M.stream(pool, src, opts, how)
     pack = how and how.pack, blocks = how and how.blocks,
     runner = { filename = M.RUNNER, name = how and how.run or "default",
                signal = opts.signal },
-    run_t0 = nil, last_progress = now(), progress_done = -1,
+    run_t0 = nil, unseen = 0, last_progress = now(), progress_done = -1,
   }, Stream)
   -- the handler the chunks name: a run's options, or the pool's default
   local po = pool.options
@@ -103,13 +103,17 @@ function M.stream(pool, src, opts, how)
   return s
 end
 
--- Chunk size from the pool's run times since the last look.
+-- Chunk size from the pool's run times since the last look, taken after
+-- every LOOK_EVERY tasks (fewer looks cost less, and average out a task
+-- that waited for a core).
 function Stream:adjust()
+  local t0 = self.run_t0
+  self.unseen = self.unseen + 1
+  if t0 and self.unseen < LOOK_EVERY then return end
   local st = self.pool._core and self.pool._core:stats("run")
   if not st or st.count == 0 then return end
   local sum, count = st.mean * st.count, st.count
-  local t0 = self.run_t0
-  if t0 and count - t0.count < 2 then return end
+  self.unseen = 0
   self.run_t0 = { sum = sum, count = count, items = self.settled }
   if not t0 then return end
   local items = self.settled - t0.items
