@@ -109,37 +109,39 @@ local function error_line(code, message, line)
 end
 runner.error_line = error_line
 
+-- The lines run in one protected call, which an error ends; the next call
+-- goes on after the line that failed (a pcall per line costs more than the
+-- decoding of a short one).
 function runner.jsonl(task)
   if not cjson_ok then
     return nil, nil, { code = "load_error", message = "lua-cjson is not installed: " .. tostring(cjson) }
   end
   local fn, err = handler_of(task)
   if not fn then return nil, nil, { code = "load_error", message = err } end
-  local decode, encode = cjson.decode, cjson.encode
-  local out, nerr, first, first_err, i = {}, 0, task.line, nil, 0
-  local lines, pre, pos, find, sub = task[1], task.pre, 1, string.find, string.sub
+  local decode, encode, find, sub = cjson.decode, cjson.encode, string.find, string.sub
+  local lines, pre, pos, i, stage = task[1], task.pre, 1, 0, nil
+  local out, nerr, first_err = {}, 0, nil
+  local function run()
+    while true do
+      stage = "bad_json"
+      local nl = find(lines, "\n", pos, true)
+      if not nl then return end
+      local line = sub(lines, pos, nl - 1)
+      if pre then line, pre = pre .. line, nil end
+      pos, i = nl + 1, i + 1
+      local value = decode(line)
+      stage = "task_error"
+      local v = fn(value)
+      stage = "bad_result"
+      out[i] = encode(v)
+    end
+  end
   while true do
-    local nl = find(lines, "\n", pos, true)
-    if not nl then break end
-    local line = sub(lines, pos, nl - 1)
-    if pre then line, pre = pre .. line, nil end
-    pos, i = nl + 1, i + 1
-    local okd, value = pcall(decode, line)
-    local code, msg = "bad_json", value
-    if okd then
-      local ok, v = call(fn, value)
-      code, msg = "task_error", v
-      if ok then
-        local oke, json = pcall(encode, v)
-        code, msg = "bad_result", json
-        if oke then out[i], code = json, nil end
-      end
-    end
-    if code then
-      out[i] = error_line(code, message_of(msg), first + i - 1)
-      nerr = nerr + 1
-      first_err = first_err or i
-    end
+    local ok, e = pcall(run)
+    if ok then break end
+    out[i] = error_line(stage, message_of(e), task.line + i - 1)
+    nerr = nerr + 1
+    first_err = first_err or i
   end
   out[i + 1] = ""
   out = table.concat(out, "\n")
