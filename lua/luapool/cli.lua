@@ -26,7 +26,8 @@ options:
       --heap-limit B    fail a line whose worker heap would pass B bytes
       --worker-data J   JSON value given to workers as luapool.workerData
       --chunk N         lines per task (default: chosen from measured times,
-                        so that a task takes about 5 ms)
+                        so that a task takes about 5 ms, and at most
+                        64 KiB of input)
       --unordered       write results as they finish, not in input order
       --fail-fast       stop at the first line that fails
       --progress        show a progress bar on stderr
