@@ -26,7 +26,7 @@ options:
       --heap-limit B    fail a line whose worker heap would pass B bytes
       --worker-data J   JSON value given to workers as luapool.workerData
       --chunk N         lines per task (default: chosen from measured times,
-                        so that a task takes about 5 ms, and at most
+                        so that a task takes about 20 ms, and at most
                         64 KiB of input)
       --unordered       write results as they finish, not in input order
       --fail-fast       stop at the first line that fails
@@ -140,6 +140,11 @@ end
 -- so blocks are never joined. An automatic chunk (not `exact`) ends where
 -- its block does; one of --chunk N lines is joined from its pieces.
 local BLOCK = 65536  -- LuaJIT maps a string past 128 KiB with a system call of its own
+-- An automatic chunk aims at 20 ms of work, more than pool:imap's 5: lines
+-- of a few microseconds then fill a block, and when other jobs share the
+-- cores (a task's time counts the waits for one) chunks do not shrink into
+-- more tasks, each waking the main thread.
+local TARGET_MS = 20
 local function line_source(files, input)
   local find, sub, concat, k, buf, start = string.find, string.sub, table.concat, 1, "", 1
   local nl_end = true  -- the last byte read is a newline (or none was read)
@@ -377,7 +382,8 @@ local function run(o)
   local src = line_source(files, input)
   local stream = imap.stream(pool, src, {
     chunk = o.chunk, ordered = not o.unordered, timeout = o.timeout,
-  }, { run = "jsonl", blocks = chunk_lines, pack = function(task, rec) task.line = rec.first end })
+  }, { run = "jsonl", blocks = chunk_lines, target_ms = TARGET_MS,
+       pack = function(task, rec) task.line = rec.first end })
   local show = o.progress
   if show == nil then show = isatty(2) end
   local bar = show and progress_bar(input)

@@ -56,7 +56,8 @@ end
 
 -- src: a list, or a function returning the next input (nil: no more).
 -- opts: as pool:imap's. how (for the command): run, the runner's function
--- ("default"); pack(task, rec), which adds fields to a chunk's task; and
+-- ("default"); pack(task, rec), which adds fields to a chunk's task;
+-- target_ms, the run time an automatic chunk aims at (TARGET_MS); and
 -- blocks: src(n, exact) returns a chunk's task (what the runner needs,
 -- holding n inputs or, unless exact, fewer) and its count, and blocks(task)
 -- its inputs as a list, each a task's input alone (a chunk that failed as a
@@ -86,6 +87,7 @@ function M.stream(pool, src, opts, how)
     chunk = opts.chunk or 1, auto = opts.chunk == nil, threads = threads,
     order = {}, done = {}, pulled = 0, settled = 0, eof = false,
     pack = how and how.pack, blocks = how and how.blocks,
+    target_ms = how and how.target_ms or TARGET_MS,
     runner = { filename = M.RUNNER, name = how and how.run or "default",
                signal = opts.signal },
     run_t0 = nil, unseen = 0, last_progress = now(), progress_done = -1,
@@ -119,7 +121,7 @@ function Stream:adjust()
   local items = self.settled - t0.items
   if items <= 0 then return end
   local per_item = (sum - t0.sum) / items
-  local c = per_item > 0 and math.floor(TARGET_MS / per_item) or MAX_CHUNK
+  local c = per_item > 0 and math.floor(self.target_ms / per_item) or MAX_CHUNK
   if self.total then c = math.min(c, math.floor(self.total / (4 * self.threads))) end
   self.chunk = math.max(1, math.min(MAX_CHUNK, c))
 end
