@@ -128,6 +128,32 @@ describe("luapool command", function()
     assert.truthy(l[5]:find('"line":5', 1, true))
   end)
 
+  it("keeps every line whole across the 64 KiB blocks it reads, in chunks of any size", function()
+    -- lines of every length, some longer than a block; the first file ends
+    -- without a newline; a bad line's number counts across the files
+    local want, lines = {}, {}
+    for i = 1, 3000 do
+      local len = i % 500 == 0 and 100000 + i or (i * 37) % 300
+      lines[i] = '"' .. ("x"):rep(len) .. '"'
+    end
+    lines[2999] = "not json"
+    local a = file_of(table.concat(lines, "\n", 1, 1500))
+    local b = file_of(table.concat(lines, "\n", 1501, 3000) .. "\n")
+    for i, l in ipairs(lines) do want[i] = l end
+    for _, chunk in ipairs { "", "--chunk 1", "--chunk 7", "--chunk 1000" } do
+      local out, err, status = luapool_cmd(chunk .. " " .. TASK .. " " .. q(a) .. " " .. q(b))
+      assert.are.equal(1, status, err)
+      local got = lines_of(out)
+      assert.truthy(got[2999]:find('"code":"bad_json"', 1, true) and got[2999]:find('"line":2999}', 1, true),
+        chunk .. ": " .. got[2999])
+      got[2999] = "not json"
+      assert.are.equal(#want, #got, chunk)
+      for i = 1, #want do
+        if got[i] ~= want[i] then assert.are.equal(want[i], got[i], chunk .. ": line " .. i) end
+      end
+    end
+  end)
+
   it("puts an error line in place of a line that fails, goes on, and exits 1", function()
     local input = '{"id":1}\n{"fail":true}\nnot json\n{"id":4}\n'
     local out, _, status = luapool_cmd("--chunk 4 " .. TASK, input)

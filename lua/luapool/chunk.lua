@@ -6,8 +6,9 @@
 --   task = { n = count, h = function or nil, f = filename, m = name, [1..n] = inputs }
 --   default(task) -> results[1..n], errors or nil   (errors[i] = { message, value, traceback, workerId })
 --   jsonl(task)   -> output, nerrors, nil, k        (task[1]: lines, each ending in "\n";
---                    task.line: the number of the first; output: one line per line;
---                    k: the first line that failed)
+--                    task.pre: nil or the start of the first line; task.line: the
+--                    number of the first; output: one line per line; k: the first
+--                    line that failed)
 --
 -- Whatever prevents running the chunk at all (a task file that cannot load)
 -- is returned as a third value { code, message }, the same for every input.
@@ -61,10 +62,10 @@ local function on_error(e)
   traceback = debug.traceback("", 2):gsub("^\n", "")
   return e
 end
-local xpcall_args = select(2, xpcall(function(a) return a end, on_error, true))
-local function call(fn, input)
-  if xpcall_args then return xpcall(fn, on_error, input) end
-  return xpcall(function() return fn(input) end, on_error)
+-- (Two functions: one that makes a closure cannot be compiled by LuaJIT.)
+local function call(fn, input) return xpcall(fn, on_error, input) end
+if not select(2, xpcall(function(a) return a end, on_error, true)) then
+  call = function(fn, input) return xpcall(function() return fn(input) end, on_error) end
 end
 
 -- The message of a raised value, as the worker's own tasks make it.
@@ -108,32 +109,39 @@ local function error_line(code, message, line)
 end
 runner.error_line = error_line
 
+-- The lines run in one protected call, which an error ends; the next call
+-- goes on after the line that failed (a pcall per line costs more than the
+-- decoding of a short one).
 function runner.jsonl(task)
   if not cjson_ok then
     return nil, nil, { code = "load_error", message = "lua-cjson is not installed: " .. tostring(cjson) }
   end
   local fn, err = handler_of(task)
   if not fn then return nil, nil, { code = "load_error", message = err } end
-  local decode, encode = cjson.decode, cjson.encode
-  local out, nerr, first, first_err, i = {}, 0, task.line, nil, 0
-  for line in task[1]:gmatch("([^\n]*)\n") do
-    i = i + 1
-    local okd, value = pcall(decode, line)
-    local code, msg = "bad_json", value
-    if okd then
-      local ok, v = call(fn, value)
-      code, msg = "task_error", v
-      if ok then
-        local oke, json = pcall(encode, v)
-        code, msg = "bad_result", json
-        if oke then out[i], code = json, nil end
-      end
+  local decode, encode, find, sub = cjson.decode, cjson.encode, string.find, string.sub
+  local lines, pre, pos, i, stage = task[1], task.pre, 1, 0, nil
+  local out, nerr, first_err = {}, 0, nil
+  local function run()
+    while true do
+      stage = "bad_json"
+      local nl = find(lines, "\n", pos, true)
+      if not nl then return end
+      local line = sub(lines, pos, nl - 1)
+      if pre then line, pre = pre .. line, nil end
+      pos, i = nl + 1, i + 1
+      local value = decode(line)
+      stage = "task_error"
+      local v = fn(value)
+      stage = "bad_result"
+      out[i] = encode(v)
     end
-    if code then
-      out[i] = error_line(code, message_of(msg), first + i - 1)
-      nerr = nerr + 1
-      first_err = first_err or i
-    end
+  end
+  while true do
+    local ok, e = pcall(run)
+    if ok then break end
+    out[i] = error_line(stage, message_of(e), task.line + i - 1)
+    nerr = nerr + 1
+    first_err = first_err or i
   end
   out[i + 1] = ""
   out = table.concat(out, "\n")

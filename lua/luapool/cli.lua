@@ -26,7 +26,8 @@ options:
       --heap-limit B    fail a line whose worker heap would pass B bytes
       --worker-data J   JSON value given to workers as luapool.workerData
       --chunk N         lines per task (default: chosen from measured times,
-                        so that a task takes about 5 ms)
+                        so that a task takes about 20 ms, and at most
+                        64 KiB of input)
       --unordered       write results as they finish, not in input order
       --fail-fast       stop at the first line that fails
       --progress        show a progress bar on stderr
@@ -131,39 +132,74 @@ local function open_inputs(names)
   return files, size
 end
 
--- Reads the files in blocks and returns whole lines, about `want` of them
--- at a time, as one string (each line ending in "\n") and their count. The
--- main thread only looks for newlines; the workers split the lines.
-local BLOCK = 65536
+-- Reads the files in blocks and hands out whole lines, `want` of them at a
+-- time: a chunk's task { lines, pre = the start of its first line } (each
+-- line ending in "\n") and their count. The main thread only looks for
+-- newlines; the workers split the lines. A chunk is one copy out of its
+-- block; the line cut at a block's end goes with the next chunk as `pre`,
+-- so blocks are never joined. An automatic chunk (not `exact`) ends where
+-- its block does; one of --chunk N lines is joined from its pieces.
+local BLOCK = 65536  -- LuaJIT maps a string past 128 KiB with a system call of its own
+-- An automatic chunk aims at 20 ms of work, more than pool:imap's 5: lines
+-- of a few microseconds then fill a block, and when other jobs share the
+-- cores (a task's time counts the waits for one) chunks do not shrink into
+-- more tasks, each waking the main thread.
+local TARGET_MS = 20
 local function line_source(files, input)
-  local k, buf = 1, ""
-  local function more()  -- appends the next bytes to buf; false at the end
+  local find, sub, concat, k, buf, start = string.find, string.sub, table.concat, 1, "", 1
+  local nl_end = true  -- the last byte read is a newline (or none was read)
+  local function more()  -- the next bytes; nil at the end
     while files[k] do
       local s = files[k]:read(BLOCK)
-      if s then buf = buf .. s return true end
+      if s then
+        nl_end = s:byte(-1) == 10
+        return s
+      end
       if files[k] ~= io.stdin then files[k]:close() end
       k = k + 1
       -- a file's last line may lack its newline
-      if buf ~= "" and buf:byte(-1) ~= 10 then buf = buf .. "\n" return true end
+      if not nl_end then nl_end = true return "\n" end
     end
-    return false
+    return nil
   end
-  return function(want)
-    local count, pos = 0, 0
+  return function(want, exact)
+    local count, pos, head, parts = 0, start - 1, {}, nil
     while count < want do
-      local nl = buf:find("\n", pos + 1, true)
+      local nl = find(buf, "\n", pos + 1, true)
       if nl then
         count, pos = count + 1, nl
-      elseif not more() then
+      elseif count > 0 and not exact then
         break
+      else
+        local s = more()
+        if not s then break end
+        local rest = sub(buf, start)
+        if count > 0 then  -- lines counted and the start of one: join them
+          parts = parts or {}
+          parts[#parts + 1] = rest
+        else  -- the start of the first line (of a line longer than a block: a piece)
+          head[#head + 1] = rest
+        end
+        buf, start, pos = s, 1, 0
       end
     end
     if count == 0 then return nil end
-    local block = buf:sub(1, pos)
-    buf = buf:sub(pos + 1)
-    input.bytes, input.pulled = input.bytes + pos, input.pulled + count
-    return block, count
+    local pre, lines = concat(head), sub(buf, start, pos)
+    if parts then
+      parts[#parts + 1] = lines
+      lines = concat(parts)
+    end
+    start = pos + 1
+    input.bytes, input.pulled = input.bytes + #pre + #lines, input.pulled + count
+    return { lines, pre = pre ~= "" and pre or nil }, count
   end
+end
+
+-- A chunk's lines, one a string, to retry them one per task.
+local function chunk_lines(task)
+  local out = {}
+  for line in ((task.pre or "") .. task[1]):gmatch("[^\n]*\n") do out[#out + 1] = line end
+  return out
 end
 
 ---------------------------------------------------------------------------
@@ -346,7 +382,8 @@ local function run(o)
   local src = line_source(files, input)
   local stream = imap.stream(pool, src, {
     chunk = o.chunk, ordered = not o.unordered, timeout = o.timeout,
-  }, { run = "jsonl", blocks = true, pack = function(task, rec) task.line = rec.first end })
+  }, { run = "jsonl", blocks = chunk_lines, target_ms = TARGET_MS,
+       pack = function(task, rec) task.line = rec.first end })
   local show = o.progress
   if show == nil then show = isatty(2) end
   local bar = show and progress_bar(input)

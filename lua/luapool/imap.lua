@@ -21,7 +21,7 @@ M.RUNNER = (debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./") .. "chunk
 -- the mean run time per input of the tasks settled so far; at most
 -- MAX_CHUNK inputs, and with a known total, at most total / (4 * threads)
 -- so that every worker gets work.
-local TARGET_MS, MAX_CHUNK = 5, 4096
+local TARGET_MS, MAX_CHUNK, LOOK_EVERY = 5, 4096, 4
 local PROGRESS_MS = 100  -- onProgress at most 10 times a second
 -- Failures of a whole chunk that are retried one input per task.
 local RETRY = { timeout = true, worker_exited = true, out_of_memory = true, serialize = true }
@@ -56,9 +56,12 @@ end
 
 -- src: a list, or a function returning the next input (nil: no more).
 -- opts: as pool:imap's. how (for the command): run, the runner's function
--- ("default"); pack(task, rec), which adds fields to a chunk's task; and
--- blocks: src(n) returns a string of about n lines and their count, and a
--- chunk is one such block.
+-- ("default"); pack(task, rec), which adds fields to a chunk's task;
+-- target_ms, the run time an automatic chunk aims at (TARGET_MS); and
+-- blocks: src(n, exact) returns a chunk's task (what the runner needs,
+-- holding n inputs or, unless exact, fewer) and its count, and blocks(task)
+-- its inputs as a list, each a task's input alone (a chunk that failed as a
+-- whole is run again one input per task).
 function M.stream(pool, src, opts, how)
   opts = opts or {}
   if type(opts) ~= "table" then bad("options must be a table") end
@@ -84,9 +87,10 @@ function M.stream(pool, src, opts, how)
     chunk = opts.chunk or 1, auto = opts.chunk == nil, threads = threads,
     order = {}, done = {}, pulled = 0, settled = 0, eof = false,
     pack = how and how.pack, blocks = how and how.blocks,
+    target_ms = how and how.target_ms or TARGET_MS,
     runner = { filename = M.RUNNER, name = how and how.run or "default",
                signal = opts.signal },
-    run_t0 = nil, last_progress = now(), progress_done = -1,
+    run_t0 = nil, unseen = 0, last_progress = now(), progress_done = -1,
   }, Stream)
   -- the handler the chunks name: a run's options, or the pool's default
   local po = pool.options
@@ -101,19 +105,23 @@ function M.stream(pool, src, opts, how)
   return s
 end
 
--- Chunk size from the pool's run times since the last look.
+-- Chunk size from the pool's run times since the last look, taken after
+-- every LOOK_EVERY tasks (fewer looks cost less, and average out a task
+-- that waited for a core).
 function Stream:adjust()
+  local t0 = self.run_t0
+  self.unseen = self.unseen + 1
+  if t0 and self.unseen < LOOK_EVERY then return end
   local st = self.pool._core and self.pool._core:stats("run")
   if not st or st.count == 0 then return end
   local sum, count = st.mean * st.count, st.count
-  local t0 = self.run_t0
-  if t0 and count - t0.count < 2 then return end
+  self.unseen = 0
   self.run_t0 = { sum = sum, count = count, items = self.settled }
   if not t0 then return end
   local items = self.settled - t0.items
   if items <= 0 then return end
   local per_item = (sum - t0.sum) / items
-  local c = per_item > 0 and math.floor(TARGET_MS / per_item) or MAX_CHUNK
+  local c = per_item > 0 and math.floor(self.target_ms / per_item) or MAX_CHUNK
   if self.total then c = math.min(c, math.floor(self.total / (4 * self.threads))) end
   self.chunk = math.max(1, math.min(MAX_CHUNK, c))
 end
@@ -172,11 +180,7 @@ end
 function Stream:split(rec)
   local pos
   for i, r in ipairs(self.order) do if r == rec then pos = i break end end
-  local inputs = rec.items
-  if self.blocks then
-    inputs = {}
-    for line in rec.items[1]:gmatch("[^\n]*\n") do inputs[#inputs + 1] = line end
-  end
+  local inputs = self.blocks and self.blocks(rec.items) or rec.items
   local parts = {}
   for i = 1, rec.n do
     parts[i] = { first = rec.first + i - 1, n = 1, items = { inputs[i] } }
@@ -205,8 +209,8 @@ function Stream:fill()
   while not self.eof and not self.stopped and #self.order < self.window do
     local items, n, first = {}, 0, self.pulled + 1
     if self.blocks then
-      items[1], n = self.next(self.chunk)
-      if items[1] == nil then self.eof, n = true, 0 end
+      items, n = self.next(self.chunk, not self.auto)
+      if items == nil then self.eof, items, n = true, {}, 0 end
     end
     for _ = n + 1, self.blocks and 0 or self.chunk do
       local v = self.next()
