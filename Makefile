@@ -54,12 +54,13 @@ FORCE:
 $(LUAS:%=test-%): test-%: build-%
 	$(call luapool_env,$*) $(lua_$*) $(BUSTED) spec
 
-# The sanitizer builds run under the interpreter with the runtimes preloaded.
+# The sanitizer builds run under the interpreter with the runtimes preloaded
+# (TSan would sleep a second at every exit, each worker process's included).
 asan_env = ASAN_OPTIONS=detect_leaks=$(1):abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	$(call luapool_env,asan)
-tsan_env = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+tsan_env = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0 \
 	LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	$(call luapool_env,tsan)
 
