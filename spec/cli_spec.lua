@@ -129,6 +129,13 @@ describe("luapool command", function()
   end)
 
   it("keeps every line whole across the 64 KiB blocks it reads, in chunks of any size", function()
+    if (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) then
+      -- LuaJIT grows big strings with mremap, which TSan does not follow: the
+      -- lines past 128 KiB drew a report of a race between two workers' own
+      -- strings (one run in a few; the other suites run this spec)
+      pending("lines past LuaJIT's mmap threshold under TSan")
+      return
+    end
     -- lines of every length, some longer than a block; the first file ends
     -- without a newline; a bad line's number counts across the files
     local want, lines = {}, {}
