@@ -129,7 +129,7 @@ describe("luapool command", function()
   end)
 
   it("keeps every line whole across the 64 KiB blocks it reads, in chunks of any size", function()
-    if (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) then
+    if (preload or ""):find("tsan", 1, true) then  -- (LD_PRELOAD is unset here)
       -- one run in a few, TSan reported two live workers writing the same
       -- address while copying these long lines: most likely LuaJIT's mremap of
       -- big blocks, which libtsan does not intercept (it has no mremap); the
