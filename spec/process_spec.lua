@@ -236,14 +236,23 @@ describe("process runtime", function()
   end)
 
   describe("stopping", function()
+    -- Runs "spin" (a loop LuaJIT compiles, which takes no interrupt) on pool;
+    -- returns the task and its worker process's pid, once it loops.
+    local function spin(pool, options)
+      local path = tmpname()
+      options = options or {}
+      options.name = "spin"
+      local t = pool:run(path, options)
+      return t, read_pid(pool, path)
+    end
+
     it("kills a worker in a loop that takes no interrupt after terminateTimeout", function()
       local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
       local errors, destroyed = {}, 0
       pool:on("error", function(e) errors[#errors + 1] = e end)
       pool:on("workerDestroy", function() destroyed = destroyed + 1 end)
-      local path, ctl = tmpname(), luapool.AbortController()
-      local t = pool:run(path, { name = "spin", signal = ctl.signal })
-      local pid = read_pid(pool, path)
+      local ctl = luapool.AbortController()
+      local t, pid = spin(pool, { signal = ctl.signal })
       ctl:abort()  -- (a run timeout takes the same path: the process suite runs those specs)
       assert.equal("aborted", rejection(t).code)
       poll_until(pool, function() return destroyed >= 1 end, "the worker to be replaced")
@@ -254,9 +263,7 @@ describe("process runtime", function()
 
     it("cancels a running task the same way", function()
       local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
-      local path = tmpname()
-      local t = pool:run(path, { name = "spin" })
-      local pid = read_pid(pool, path)
+      local t, pid = spin(pool)
       assert.is_true(t:cancel())
       assert.equal("aborted", rejection(t).code)
       poll_until(pool, function() return not running(pid) end, "the process to be killed")
@@ -264,9 +271,7 @@ describe("process runtime", function()
 
     it("destroys a pool whose worker loops, without hanging or leaving it behind", function()
       local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
-      local path = tmpname()
-      local t = pool:run(path, { name = "spin" })
-      local pid = read_pid(pool, path)
+      local t, pid = spin(pool)
       pool:destroy()  -- raises no terminate_timeout: nothing is left running
       assert.equal("terminated", rejection(t).code)
       assert.is_false(running(pid))

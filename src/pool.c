@@ -404,6 +404,23 @@ static lp_worker *worker_running(lp_pool *p, lp_task *t, int *ahead) {
   return NULL;
 }
 
+void lp_task_fail(lp_task *t, const char *code, const char *message) {
+  const char *err[4] = {code, message, NULL, NULL};
+  t->failed = 1;
+  t->out.len = 0;
+  if (code) lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+}
+
+/* Settles t, which no worker will run, as failed with code and message. Lock held. */
+static void post_failed(lp_pool *p, lp_worker *w, lp_task *t, const char *code,
+                        const char *message) {
+  atomic_store(&t->state, LP_TASK_DONE);
+  lp_task_fail(t, code, message);
+  t->msg.worker_id = w->slot + 1;
+  t->t_start = t->t_end = lp_now_ns();
+  lp_pool_post(p, &t->msg);
+}
+
 int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
   lp_pool *p = w->pool;
   long share;
@@ -439,16 +456,10 @@ void lp_pool_requeue_sent(lp_pool *p, lp_worker *w) {
   for (t = rev; t; t = next) {
     next = t->next;
     t->next = NULL;
-    if (!t->stopped_ahead) {
+    if (t->stopped_ahead)  /* settled already: only to be freed */
+      post_failed(p, w, t, "aborted", "The task has been aborted");
+    else
       lp_pool_requeue(p, t);
-      continue;
-    }
-    atomic_store(&t->state, LP_TASK_DONE);  /* settled already: only to be freed */
-    t->failed = 1;
-    t->out.len = 0;
-    t->t_start = t->t_end = lp_now_ns();
-    t->msg.worker_id = w->slot + 1;
-    lp_pool_post(p, &t->msg);
   }
 }
 
@@ -587,17 +598,6 @@ int lp_pool_abandon(lp_pool *p, lp_task *t, int *killed) {
   return id;
 }
 
-/* Rejects t, taken off the queue, with load_error. Lock held. */
-static void fail_queued(lp_pool *p, lp_worker *w, lp_task *t, const char *why) {
-  const char *err[4] = {"load_error", why, NULL, NULL};
-  atomic_store(&t->state, LP_TASK_DONE);
-  t->failed = 1;
-  t->out.len = 0;
-  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
-  t->msg.worker_id = w->slot + 1;
-  t->t_start = t->t_end = lp_now_ns();
-  lp_pool_post(p, &t->msg);
-}
 
 void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any) {
   char *s = strdup(why), *none = NULL;
@@ -610,7 +610,7 @@ void lp_pool_break(lp_pool *p, lp_worker *w, const char *why, int any) {
     while (p->head) {
       lp_task *t = p->head;
       lp_pool_unlink_queued(p, t);
-      fail_queued(p, w, t, why);
+      post_failed(p, w, t, "load_error", why);
     }
   }
   pthread_mutex_unlock(&p->lock);

@@ -229,6 +229,9 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms);
 void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
+/* Makes t's outcome a failure with code and message; code NULL: an empty
+** outcome, which reads as out of memory (as does one that fails to encode). */
+void lp_task_fail(lp_task *t, const char *code, const char *message);
 /* Queues t; returns 0, LP_EFULL, LP_ESTOPPED, or LP_ESPAWN (no worker could
 ** be started and none is live). */
 enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN, LP_EBROKEN, LP_ESIGNAL };
@@ -251,7 +254,8 @@ void lp_pool_requeue_mailbox(lp_pool *p, int slot);
 /* Process workers, on w's thread: moves up to max tasks from the queue's
 ** head to w->sent, to go to its child ahead of their turn; never more than
 ** a fair share of the queue, nor a task that names shared memory, nor any
-** while w's mailbox has tasks or w is to retire. Returns how many, *first the first of them. */
+** while w's mailbox has tasks or w is to retire. Returns how many, and
+** in *first the first of them. */
 int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first);
 /* w's tasks sent ahead go back to the queue's head, in order. Lock held. */
 void lp_pool_requeue_sent(lp_pool *p, lp_worker *w);

@@ -172,7 +172,6 @@ static void reap(lp_proc *c, char *cause, size_t n) {
 /* Rejects t, whose child ended or broke the protocol, with worker_exited. */
 static int fault(lp_worker *w, lp_task *t, int corrupt) {
   char cause[64] = "gone", msg[160];
-  const char *err[4] = {"worker_exited", msg, NULL, NULL};
   if (corrupt) kill_child(&w->proc);
   reap(&w->proc, cause, sizeof cause);
   pthread_mutex_lock(&w->pool->lock);  /* results come in order: the rest never started */
@@ -182,9 +181,7 @@ static int fault(lp_worker *w, lp_task *t, int corrupt) {
     snprintf(msg, sizeof msg, "Worker exited unexpectedly: it sent a corrupt frame (%s)", cause);
   else
     snprintf(msg, sizeof msg, "Worker exited unexpectedly: %s", cause);
-  t->failed = 1;
-  t->out.len = 0;
-  lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+  lp_task_fail(t, "worker_exited", msg);
   return 1;
 }
 
@@ -302,11 +299,8 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
 /* A task queued while the pool ran threads may name a channel or buffer,
 ** which a child cannot reach: it fails as its encoding would have. */
 static int refuse_shared(lp_task *t) {
-  const char *err[4] = {"serialize", "task: a channel or buffer cannot cross to a process "
-                        "worker (it shares no memory with the host)", NULL, NULL};
-  t->failed = 1;
-  t->out.len = 0;
-  lp_encode_strings(&t->out, err, 4);
+  lp_task_fail(t, "serialize", "task: a channel or buffer cannot cross to a process "
+               "worker (it shares no memory with the host)");
   return 0;
 }
 
@@ -362,8 +356,7 @@ static int pr_run(lp_worker *w, lp_task *t) {
   lp_frame f;
   if (lp_buf_nrefs(&t->in)) return refuse_shared(t);
   if ((r = send_tasks(w, t)) == -2) {
-    t->failed = 1;  /* an empty outcome reads as out of memory */
-    t->out.len = 0;
+    lp_task_fail(t, NULL, NULL);
     return 0;
   }
   if (r && errno == EPIPE && !was_sent) {  /* the child was gone before t reached it */
@@ -383,10 +376,7 @@ static int pr_run(lp_worker *w, lp_task *t) {
     t->msg.untrusted = 1;
     t->out.len = 0;
     t->failed = (f.flags & LP_RESULT_FAILED) != 0;
-    if (lp_buf_put(&t->out, f.body + 16, f.len - 16)) {
-      t->failed = 1;  /* an empty outcome reads as out of memory */
-      t->out.len = 0;
-    }
+    if (lp_buf_put(&t->out, f.body + 16, f.len - 16)) lp_task_fail(t, NULL, NULL);
     return (f.flags & LP_RESULT_STOPPED) != 0;  /* then its child runs no more */
   }
 }
