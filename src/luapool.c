@@ -156,6 +156,9 @@ static int core_new(lua_State *L) {
   if (opt_env(L, &p->cfg)) return luaL_error(L, "luapool: out of memory");
   p->cfg.worker_path = worker_path();
   lp_hello_make(&p->cfg.hello);
+  lua_getglobal(L, "jit");  /* built for PUC Lua, loaded by LuaJIT: its bytecode is LuaJIT's */
+  if (lua_istable(L, -1)) p->cfg.hello.luajit = 1;
+  lua_pop(L, 1);
   p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (opt_value(L, &p->enc, &p->cfg.handler, "handler") ||
       opt_value(L, &p->enc, &p->cfg.worker_data, "workerData"))
