@@ -219,7 +219,11 @@ describe("process runtime", function()
     local pool = new { minThreads = 1, maxThreads = 1 }
     local pid = pool:run(nil, { name = "pid" }):get()
     send(pid, 19)  -- SIGSTOP: it reads nothing more
-    poll_until(pool, function() return state(pid) == "T" end, "the worker to stop")
+    poll_until(pool, function()
+      local seen = state(pid)
+      assert(seen, "the worker process ended instead of stopping")
+      return seen == "T"
+    end, "the worker to stop")
     local t = pool:run(nil, { name = "pid" })
     poll_until(pool, function() return t:status() == "running" end, "the task to be taken")
     local until_ms = luapool.now() + 100  -- time for its frame to be written to the pipe

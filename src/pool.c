@@ -6,9 +6,10 @@
 ** on a condition variable of their own, so a busy pool passes tasks without
 ** system calls. Results come back on a lock-free stack that the main thread
 ** empties whole: one wake-up per batch, not per task. */
-#define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np */
+#define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np, sched_getcpu */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,7 @@ static void join_worker(lp_worker *w) {
 }
 
 void lp_worker_free(lp_worker *w) {
+  lp_place_free(w);
   lp_buf_free(&w->exit_msg.body);
   pthread_mutex_destroy(&w->proc.lock);
   pthread_cond_destroy(&w->wake);
@@ -343,6 +345,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
   if (lp_pool_broken(p)) return LP_EBROKEN;
   if (++p->next_id == 0 || p->next_id == LP_LOAD_ID) p->next_id = 1;
   t->id = p->next_id;
+  atomic_store_explicit(&p->main_cpu, sched_getcpu(), memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   if (atomic_load(&p->stop)) {
     pthread_mutex_unlock(&p->lock);

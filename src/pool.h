@@ -122,6 +122,9 @@ struct lp_worker {
   int ready;                  /* open, not failed since */
   int draining;               /* to end once the tasks sent ahead are done */
   lp_spinner spinner;
+  int placed;                 /* the core it is kept on (place.c), or -1 */
+  int64_t run_ns;             /* decaying mean of its tasks' time */
+  void *home;                 /* a cpu_set_t: the cores it may use; NULL: never moves */
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
   lp_state st;                /* threads: the Lua state */
   lp_proc proc;               /* process: the child */
@@ -211,6 +214,7 @@ struct lp_pool {
   atomic_uint_fast64_t spin_checked;  /* ns: when the load was last looked at */
   atomic_int others_avg;      /* other runnable threads, decaying average, x256 */
   atomic_int spin_ok;
+  atomic_int main_cpu;        /* the core of the main thread's last submit (place.c) */
 };
 
 #define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
@@ -277,6 +281,14 @@ void lp_spin_init(lp_pool *p);
 void lp_spinner_init(lp_spinner *s);
 int lp_spin_allowed(lp_pool *p);
 int lp_spin_should(lp_pool *p, lp_spinner *s);
+
+/* Keeping a thread worker on the main thread's core while no core is free
+** and its pool runs short tasks one at a time (place.c). The worker's own. */
+void lp_place_init(lp_worker *w);
+void lp_place_free(lp_worker *w);
+int lp_place_wanted(lp_pool *p, lp_worker *w);  /* lock held */
+void lp_place_move(lp_worker *w, int cpu);
+void lp_place_ran(lp_worker *w, uint64_t ns);
 /* After a wait of waited_ns, for a spin budget of budget_ns. */
 void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 

@@ -37,6 +37,7 @@ void lp_spin_init(lp_pool *p) {
   atomic_init(&p->others_avg, 0);
   atomic_init(&p->spin_ok, 1);
   atomic_init(&p->nawake, 0);
+  atomic_init(&p->main_cpu, -1);
   lp_spinner_init(&p->spinner);
 }
 

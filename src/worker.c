@@ -97,6 +97,8 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   int stopped;
   p->idle--;
   pthread_mutex_unlock(&p->lock);
+  if (w->placed >= 0 && atomic_load_explicit(&p->queued, memory_order_relaxed))
+    lp_place_move(w, -1);  /* more to do than one core's worth */
   atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
   t->t_start = lp_now_ns();
   t->failed = 0;
@@ -104,6 +106,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   t->msg.untrusted = 0;  /* rt_process sets it */
   stopped = w->rt->run(w, t);
   t->t_end = lp_now_ns();
+  lp_place_ran(w, t->t_end - t->t_start);
   if (stopped != LP_UNSENT) atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
   atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
@@ -151,6 +154,7 @@ void *lp_worker_main(void *arg) {
   lp_pool *p = w->pool;
   char err[256];
   uint64_t idle_since;
+  int cpu;
   if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;  /* START says what was wrong with the task file, if anything */
     lp_worker_post(w, LP_MSG_START, w->st.load_error[0] ? w->st.load_error : NULL);
@@ -158,6 +162,7 @@ void *lp_worker_main(void *arg) {
     lp_worker_post(w, LP_MSG_ERROR, err);
   }
   lp_spinner_init(&w->spinner);
+  lp_place_init(w);
   atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
   while (w->ready && !w->detached && !atomic_load(&p->stop) && (w->sent || !w->retire)) {
@@ -172,6 +177,12 @@ void *lp_worker_main(void *arg) {
       continue;
     }
     idle_since = lp_now_ns();
+    if ((cpu = lp_place_wanted(p, w)) != w->placed) {
+      pthread_mutex_unlock(&p->lock);
+      lp_place_move(w, cpu);
+      pthread_mutex_lock(&p->lock);
+      continue;  /* a task may have come meanwhile */
+    }
     if (lp_spin_should(p, &w->spinner)) {
       p->nspinning++;
       pthread_mutex_unlock(&p->lock);

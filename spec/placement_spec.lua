@@ -1,0 +1,90 @@
+-- Where thread workers run (src/place.c): with every core busy, a pool that runs
+-- short tasks one at a time keeps its worker on the main thread's core, and lets it
+-- go back to all its cores when tasks queue up or grow long.
+local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
+
+-- The cores the calling thread may run on, as /proc lists them ("0-1", "1").
+local function allowed()
+  local f = assert(io.open("/proc/thread-self/status"))
+  local s = f:read "*a"
+  f:close()
+  return s:match "Cpus_allowed_list:%s*(%S+)"
+end
+
+local linux = io.open("/proc/thread-self/status") ~= nil
+local multi = luapool.cpus() >= 2
+local it_here = (linux and multi and helpers.RUNTIME == "threads") and it
+  or function(name) pending(name .. " (thread workers on Linux with 2 or more cores)") end
+
+describe("placement of thread workers", function()
+  local loads, pool = {}, nil
+
+  -- One process per core that spins until it is killed (or for 120 s at most).
+  local function load_every_core()
+    for i = 1, luapool.cpus() do
+      local p = assert(io.popen "timeout 120 sh -c 'while :; do :; done' & echo $!")
+      loads[i] = tonumber(p:read "*l")
+      p:close()
+    end
+  end
+
+  after_each(function()
+    for _, pid in ipairs(loads) do os.execute("kill " .. pid .. " 2>/dev/null") end
+    loads = {}
+    if pool then pool:destroy() end
+    pool = nil
+  end)
+
+  local handler = function(ms)
+    if ms > 0 then  -- busy for ms: a long task
+      local t = os.clock()
+      while os.clock() - t < ms / 1000 do end
+    end
+    local f = io.open "/proc/thread-self/status"
+    local s = f:read "*a"
+    f:close()
+    return s:match "Cpus_allowed_list:%s*(%S+)"
+  end
+
+  -- Runs short tasks one at a time until the worker reports a single core (true),
+  -- or 20000 have run (false). Spinning loads take a moment to be seen (spin.c looks
+  -- every 2 ms and averages).
+  local function settles_on_one_core(ms)
+    for _ = 1, 20000 do
+      local cores = pool:run(ms or 0):get()
+      if cores:match "^%d+$" then return true, cores end
+    end
+    return false
+  end
+
+  it_here("keeps a worker of short tasks on one core while every core is busy", function()
+    pool = luapool.new { handler = handler, minThreads = 1, maxThreads = 1 }
+    local all = pool:run(0):get()
+    assert.equal(allowed(), all)  -- a worker starts with the cores of the main thread
+    load_every_core()
+    local one, core = settles_on_one_core()
+    assert.is_true(one, "the worker never settled on one core")
+    assert.is_true(tonumber(core) < luapool.cpus())
+  end)
+
+  it_here("lets the worker go back to all its cores when tasks queue up", function()
+    pool = luapool.new { handler = handler, minThreads = 1, maxThreads = 1 }
+    local all = pool:run(0):get()
+    load_every_core()
+    assert.is_true((settles_on_one_core()), "the worker never settled on one core")
+    local tasks = {}
+    for i = 1, 50 do tasks[i] = pool:run(0) end  -- queued behind the first
+    pool:wait()
+    assert.equal(all, tasks[50]:get())
+  end)
+
+  it_here("lets the worker go back to all its cores when its tasks grow long", function()
+    pool = luapool.new { handler = handler, minThreads = 1, maxThreads = 1 }
+    local all = pool:run(0):get()
+    load_every_core()
+    assert.is_true((settles_on_one_core()), "the worker never settled on one core")
+    pool:run(2):get()  -- 2 ms: moved before it was known to be long
+    for _ = 1, 50 do assert.equal(all, pool:run(2):get()) end
+  end)
+end)
