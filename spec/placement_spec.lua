@@ -1,6 +1,7 @@
--- Where thread workers run (src/place.c): with every core busy, a pool that runs
--- short tasks one at a time keeps its worker on the main thread's core, and lets it
--- go back to all its cores when tasks queue up or grow long.
+-- Where workers run (src/place.c): with every core busy, a pool that runs short
+-- tasks one at a time keeps its worker on the main thread's core, and lets it go
+-- back to all its cores when tasks queue up or grow long. Tasks report the cores
+-- of the thread that runs them: a worker thread's, or a process worker's child's.
 local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
 
@@ -14,10 +15,10 @@ end
 
 local linux = io.open("/proc/thread-self/status") ~= nil
 local multi = luapool.cpus() >= 2
-local it_here = (linux and multi and helpers.RUNTIME == "threads") and it
-  or function(name) pending(name .. " (thread workers on Linux with 2 or more cores)") end
+local it_here = (linux and multi) and it
+  or function(name) pending(name .. " (Linux with 2 or more cores)") end
 
-describe("placement of thread workers", function()
+describe("placement of workers", function()
   local loads, pool = {}, nil
 
   -- One process per core that spins until it is killed (or for 120 s at most).

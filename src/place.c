@@ -1,4 +1,4 @@
-/* Which cores a thread worker runs on.
+/* Which cores a worker runs on (a process worker's child goes with it).
 **
 ** A worker runs where the kernel puts it, except in one case. When no core
 ** is free (spin.c says so) a worker woken on another core than the main
@@ -10,7 +10,8 @@
 ** (nothing queued, no worker busy), whose tasks are short and which finds
 ** no core free, moves to the core of the main thread's last submit before
 ** it sleeps: a pool that runs one short task at a time then keeps its
-** hand-offs on one core. It goes back to all its cores as soon as any of
+** hand-offs on one core (a process worker's child moves with its thread,
+** so the pipe between them stays on it too). It goes back to all its cores as soon as any of
 ** that stops being so: a task taken with others queued behind it (then the
 ** pool needs its cores), long tasks, or a core free again. */
 #define _GNU_SOURCE  /* sched_getaffinity, sched_getcpu, CPU_* */
@@ -40,7 +41,7 @@ void lp_place_free(lp_worker *w) {
 ** Lock held. */
 int lp_place_wanted(lp_pool *p, lp_worker *w) {
   int cpu;
-  if (!w->home || w->rt != &lp_rt_thread || w->run_ns >= PLACE_TASK_NS ||
+  if (!w->home || w->run_ns >= PLACE_TASK_NS ||
       p->idle < p->nlive || atomic_load_explicit(&p->queued, memory_order_relaxed) ||
       lp_spin_allowed(p))
     return -1;
@@ -48,8 +49,9 @@ int lp_place_wanted(lp_pool *p, lp_worker *w) {
   return cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, (cpu_set_t *)w->home) ? cpu : -1;
 }
 
-/* Keeps the calling worker on cpu, or on its own cores (-1). A core the
-** kernel refuses (taken offline, a cpuset changed) ends moving for w. */
+/* Keeps the calling worker, and what runs its tasks, on cpu, or on its own
+** cores (-1). A core the kernel refuses (taken offline, a cpuset changed)
+** ends moving for w. */
 void lp_place_move(lp_worker *w, int cpu) {
   cpu_set_t one, *set = (cpu_set_t *)w->home;
   if (cpu >= 0) {
@@ -57,11 +59,12 @@ void lp_place_move(lp_worker *w, int cpu) {
     CPU_SET(cpu, &one);
     set = &one;
   }
-  w->placed = cpu;
   if (sched_setaffinity(0, sizeof *set, set) != 0 && cpu >= 0) {
-    w->placed = -1;
     lp_place_free(w);
+    return;
   }
+  w->placed = cpu;
+  if (w->rt->place) w->rt->place(w, set, sizeof *set);
 }
 
 /* After each task: its time joins w's decaying mean. */

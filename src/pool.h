@@ -45,6 +45,9 @@ typedef struct lp_runtime {
   /* From any thread: task id, sent ahead to w (lp_pool_send_ahead), is not
   ** to start (NULL where nothing is sent ahead). */
   void (*stop_ahead)(lp_worker *w, unsigned id);
+  /* On the worker's thread, as it moves to the cores in set (a cpu_set_t of
+  ** len bytes; place.c): what runs its tasks goes with it (NULL: nothing to). */
+  void (*place)(lp_worker *w, const void *set, size_t len);
 } lp_runtime;
 
 enum { LP_RT_THREADS, LP_RT_PROCESS };

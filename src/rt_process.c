@@ -3,10 +3,11 @@
 ** through two pipes (a third carries stops of tasks sent ahead). A fourth,
 ** the lifeline, ends the child whenever the host ends, even by SIGKILL. The
 ** thread reaps only its own child. */
-#define _GNU_SOURCE  /* pipe2, sigabbrev_np */
+#define _GNU_SOURCE  /* pipe2, sigabbrev_np, sched_setaffinity */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -426,6 +427,15 @@ static void pr_stop_ahead(lp_worker *w, unsigned id) {
   pthread_mutex_unlock(&c->lock);
 }
 
+/* The child runs on the cores its host thread moves to: the hand-offs
+** between them stay on one core too. One that is gone moves nowhere. */
+static void pr_place(lp_worker *w, const void *set, size_t len) {
+  lp_proc *c = &w->proc;
+  pthread_mutex_lock(&c->lock);
+  if (c->alive && sched_setaffinity(c->pid, len, (const cpu_set_t *)set) != 0) {}
+  pthread_mutex_unlock(&c->lock);
+}
+
 /* With isolateWorkers the child makes its next state as soon as it has sent
 ** a result; this waits for it (and its teardown's events) while idle. */
 static int pr_renew(lp_worker *w, char *err, size_t errlen) {
@@ -433,4 +443,4 @@ static int pr_renew(lp_worker *w, char *err, size_t errlen) {
 }
 
 const lp_runtime lp_rt_process = {"process", pr_open, pr_run, pr_renew, pr_close, pr_interrupt,
-                                  pr_kill, pr_stop_ahead};
+                                  pr_kill, pr_stop_ahead, pr_place};

@@ -74,4 +74,4 @@ static void th_interrupt(lp_worker *w) {
 }
 
 const lp_runtime lp_rt_thread = {"threads", th_open, th_run, th_renew, th_close,
-                                 th_interrupt, NULL, NULL};
+                                 th_interrupt, NULL, NULL, NULL};
