@@ -2,7 +2,8 @@
 ** popen() give the program they start the calling thread's signal mask: a
 ** worker thread's, which blocks all but the interrupt signal and the faults
 ** (interrupt.c), so a task's `exec sleep 100` could be ended by SIGKILL
-** alone (not Ctrl-C, kill or timeout). Ours start `sh -c cmd` as system()
+** alone, not by Ctrl-C, kill or timeout (dash clears the mask of the
+** commands it forks, not of those it execs; other shells keep it). Ours start `sh -c cmd` as system()
 ** does, with the mask of the thread that made the pool instead: a task's
 ** commands start as the host's own would. Results are those of the running
 ** Lua's os.execute and io.popen. Process workers keep Lua's own: their
@@ -48,7 +49,8 @@ void lp_spawn_record(lp_spawn_host *h) {
 ** 0, or an errno value. */
 static int start(const lp_spawn_host *h, const char *cmd, const posix_spawn_file_actions_t *fa,
                  pid_t *pid) {
-  char *argv[] = {"sh", "-c", "--", (char *)cmd, NULL};  /* a cmd may begin with '-' */
+  /* "--": a cmd beginning with '-' is a command (POSIX.1-2024's system()) */
+  char *argv[] = {"sh", "-c", "--", (char *)cmd, NULL};
   posix_spawnattr_t at;
   int r = posix_spawnattr_init(&at);
   if (r) return r;
