@@ -6,6 +6,7 @@
 -- other shells keep it for every command): the specs `exec` what they look at.
 local helpers = require "spec.support.helpers"
 local jit = rawget(_G, "jit")
+local it_threads = helpers.threads_only(it, pending)
 
 local scope = helpers.scope()
 after_each(scope.cleanup)
@@ -110,6 +111,31 @@ describe("programs a task starts", function()
       local mine = field(pool:run { how = "read", path = "/proc/thread-self/status" }:get(), "SigBlk")
       assert.is_false(within(mine, host_blocked()), "the worker thread blocks " .. mine)
     end
+  end)
+
+  it_threads("get the mask of the thread that made the pool, as it was then", function()
+    if not jit then pending("the host's mask is set through LuaJIT's FFI") return end
+    local FFI = require "ffi"
+    pcall(FFI.cdef, [[
+      typedef struct { unsigned long bits[16]; } spawn_spec_sigset;
+      int sigemptyset(spawn_spec_sigset *set);
+      int sigaddset(spawn_spec_sigset *set, int sig);
+      int pthread_sigmask(int how, const spawn_spec_sigset *set, spawn_spec_sigset *old);
+    ]])
+    local SIG_BLOCK, SIG_SETMASK, SIGUSR1 = 0, 2, 10
+    local before = host_blocked()
+    local usr1, old = FFI.new("spawn_spec_sigset"), FFI.new("spawn_spec_sigset")
+    FFI.C.sigemptyset(usr1)
+    FFI.C.sigaddset(usr1, SIGUSR1)
+    assert.equal(0, FFI.C.pthread_sigmask(SIG_BLOCK, usr1, old))
+    local made, pool = pcall(new_pool)
+    FFI.C.pthread_sigmask(SIG_SETMASK, old, nil)  -- the host blocks SIGUSR1 no longer
+    assert(made, pool)
+    assert.equal(before, host_blocked())
+    local digit = tonumber(before:sub(-3, -3), 16)  -- SIGUSR1 is 0x200
+    if digit % 4 < 2 then digit = digit + 2 end
+    local r = pool:run { how = "popen", cmd = "exec grep SigBlk /proc/self/status" }:get()
+    assert.equal(before:sub(1, -4) .. ("%x"):format(digit) .. before:sub(-2), field(r.read, "SigBlk"))
   end)
 
   it("run under io.popen with no signal blocked that the host does not block", function()
