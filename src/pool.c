@@ -279,6 +279,7 @@ lp_pool *lp_pool_new(void) {
   atomic_init(&p->pipe_w, -1);
   p->pipe_r = p->timer_fd = p->poll_fd = -1;
   lp_spin_init(p);
+  lp_spawn_record(&p->cfg.spawn);  /* the host's thread: the one making the pool */
   return p;
 }
 

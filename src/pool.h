@@ -164,6 +164,7 @@ typedef struct lp_config {
   char **env;                 /* process workers' environment; NULL: ours */
   char *worker_path;          /* the worker program, beside this module */
   lp_hello hello;             /* what this host tells worker processes */
+  lp_spawn_host spawn;        /* what programs thread workers' tasks start get */
 } lp_config;
 
 struct lp_pool {

@@ -39,6 +39,7 @@ static int th_open(lp_worker *w, char *err, size_t errlen) {
   sc->max_heap = c->max_heap;
   sc->isolate = c->isolate;
   sc->view = lp_shared_view;  /* channels and buffers: one address space */
+  sc->spawn = &c->spawn;  /* the programs tasks start: the host's mask, not ours */
   w->st.cfg = sc;
   w->st.host.ud = w;
   w->st.host.message = post_message;

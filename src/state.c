@@ -125,6 +125,7 @@ static int setup_state(lua_State *L) {
   lua_pushcclosure(L, worker_exit, 1);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
+  if (s->cfg->spawn) lp_spawn_open(L, s->cfg->spawn);
   lua_getglobal(L, "coroutine");
   lp_interrupt_wrap_coroutines(L, &s->intr);
   lua_pop(L, 1);

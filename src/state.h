@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "heap.h"
 #include "interrupt.h"
+#include "spawn.h"
 
 /* Where a failing task's error code waits in its state's registry (a
 ** string; none: task_error). Code that raises for a task sets it. */
@@ -33,6 +34,7 @@ typedef struct lp_state_config {
   size_t max_heap;              /* resourceLimits.maxHeapBytes, 0: none */
   int isolate;                  /* a fresh state for every task */
   void (*view)(lua_State *L);   /* adds to the worker view on top; may be NULL */
+  const lp_spawn_host *spawn;   /* os.execute and io.popen of spawn.c; NULL: Lua's */
 } lp_state_config;
 
 /* Where a state's messages and events go. */
