@@ -18,8 +18,21 @@
 /* terminate_ms: what __gc gives the workers to stop (terminateTimeout). */
 typedef struct pool_box { lp_pool *p; double terminate_ms; } pool_box;
 
+/* Argument 1 as a pool box. Every method has the pool metatable as upvalue
+** 1: comparing with it spares the registry lookup of luaL_checkudata on
+** each call (a task's submit is one). */
+static pool_box *check_box(lua_State *L) {
+  pool_box *b = (pool_box *)lua_touserdata(L, 1);
+  if (b && lua_getmetatable(L, 1)) {
+    int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ours) return b;
+  }
+  return (pool_box *)luaL_checkudata(L, 1, POOL_MT);  /* raises */
+}
+
 static lp_pool *check_pool(lua_State *L) {
-  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  pool_box *b = check_box(L);
   if (!b->p) luaL_error(L, "luapool: pool is destroyed");
   return b->p;
 }
@@ -351,7 +364,7 @@ static int decode(lua_State *L) {
 ** with the reason pushed. */
 static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
   int top = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushlightuserdata(L, b->data);
   lua_pushnumber(L, (lua_Number)b->len);
   lua_pushboolean(L, astable);
@@ -461,7 +474,7 @@ static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
 ** host is not taken for a value that failed to decode; a hook set while
 ** it works (Ctrl-C) stops it, and fires once it returns. */
 static int pool_poll(lua_State *L) {
-  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  pool_box *b = check_box(L);
   lp_pool *p = check_pool(L);
   double timeout = luaL_optnumber(L, 2, 0);
   int count = 0, mask = lua_gethookmask(L), hookcount = lua_gethookcount(L);
@@ -608,9 +621,12 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   if (luaL_newmetatable(L, POOL_MT)) {
     lua_pushcfunction(L, pool_destroy);
     lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, pool_methods);
-    lua_pushcfunction(L, decode);  /* poll's upvalue, made once */
-    lua_pushcclosure(L, pool_poll, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -2);  /* each method's upvalue 1: check_box */
+    luaL_setfuncs(L, pool_methods, 1);
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, decode);  /* poll's upvalue 2, made once */
+    lua_pushcclosure(L, pool_poll, 2);
     lua_setfield(L, -2, "poll");
     lua_setfield(L, -2, "__index");
   }
