@@ -384,8 +384,8 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   lua_pushvalue(L, 3);
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
-    lp_stats_add(&p->wait_time, (double)(t->t_start - t->t_queued) / 1e6);
-    lp_stats_add(&p->run_time, (double)(t->t_end - t->t_start) / 1e6);
+    lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
+    lp_stats_add(&p->run_time, t->t_end - t->t_start);
     lua_pushlightuserdata(L, t);
     lua_pushboolean(L, !t->failed);
     lua_pushinteger(L, m->worker_id);

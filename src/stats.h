@@ -13,7 +13,8 @@ typedef struct lp_stats {
   uint64_t bucket[LP_STATS_BUCKETS];
 } lp_stats;
 
-void lp_stats_add(lp_stats *s, double ms);
+/* A duration of ns nanoseconds (kept in ms). */
+void lp_stats_add(lp_stats *s, uint64_t ns);
 double lp_stats_percentile(const lp_stats *s, double p);
 
 #endif
