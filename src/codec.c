@@ -994,6 +994,35 @@ int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
   return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE);
 }
 
+int lp_decode_scalar(lua_State *L, const char *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data, *end = p + len;
+  uint64_t u;
+  double n;
+  if (len == 0) return 0;
+  switch (*p++) {
+    case T_NIL: if (p != end) return -1; lua_pushnil(L); return 1;
+    case T_FALSE: if (p != end) return -1; lua_pushboolean(L, 0); return 1;
+    case T_TRUE: if (p != end) return -1; lua_pushboolean(L, 1); return 1;
+    case T_INT: {
+      int64_t i;
+      if (lp_varint_get(&p, end, &u) || p != end) return -1;
+      i = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+#if LP_HAS_INTEGERS
+      lua_pushinteger(L, (lua_Integer)i);
+#else
+      lua_pushnumber(L, (lua_Number)i);
+#endif
+      return 1;
+    }
+    case T_NUM:
+      if (end - p != 8) return -1;
+      memcpy(&n, p, 8);
+      lua_pushnumber(L, (lua_Number)n);
+      return 1;
+    default: return -1;
+  }
+}
+
 /* ---- values written without a Lua state ------------------------------- */
 
 int lp_encode_strings(lp_buf *out, const char *const *s, int n) {

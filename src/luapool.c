@@ -363,7 +363,14 @@ static int decode(lua_State *L) {
 ** (memory, nesting) must not lose the message. Returns the count, or -1
 ** with the reason pushed. */
 static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), n = lp_decode_scalar(L, b->data, b->len);
+  if (n >= 0) {  /* none or a scalar: no call needed */
+    if (!astable) return n;
+    if (n == 0) lua_pushnil(L);
+    lua_pushinteger(L, n);
+    lua_insert(L, -2);
+    return 2;
+  }
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushlightuserdata(L, b->data);
   lua_pushnumber(L, (lua_Number)b->len);
