@@ -226,7 +226,7 @@ static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
   return r ? -1 : 0;
 }
 
-/* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
+/* pool:submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
 ** kind 0: the pool's default handler; 1: file a, function name b;
 ** 2: handler function a. */
 static int pool_submit(lua_State *L) {
@@ -254,7 +254,7 @@ static int pool_submit(lua_State *L) {
   t->t_queued = lp_now_ns();
   r = lp_pool_submit(p, t);
   if (r == 0) {
-    lua_pushlightuserdata(L, t);
+    lua_pushinteger(L, t->slot);
     return 1;
   }
   lp_task_free(p, t);
@@ -267,16 +267,18 @@ static int pool_submit(lua_State *L) {
   return fail(L, "worker_exited", "no worker thread could be started");
 }
 
-static lp_task *check_task(lua_State *L, int i) {
-  luaL_checktype(L, i, LUA_TLIGHTUSERDATA);
-  return (lp_task *)lua_touserdata(L, i);
+/* Argument i: the slot of a task of p's (what submit returned). */
+static lp_task *check_task(lua_State *L, lp_pool *p, int i) {
+  lp_task *t = lp_task_at(p, (long)luaL_checknumber(L, i));
+  if (!t) luaL_argerror(L, i, "no such task");
+  return t;
 }
 
 /* pool:stop(task [, queuedonly]) -> "queued" (it is then gone), "running"
 ** (its worker is being interrupted) or "done" */
 static int pool_stop(lua_State *L) {
   lp_pool *p = check_pool(L);
-  lp_task *t = check_task(L, 2);
+  lp_task *t = check_task(L, p, 2);
   int r = lp_pool_stop_task(p, t, lua_toboolean(L, 3));
   if (r == LP_TASK_QUEUED) lp_task_free(p, t);
   lua_pushstring(L, r == LP_TASK_QUEUED ? "queued" : r == LP_TASK_RUNNING ? "running" : "done");
@@ -291,7 +293,8 @@ static int pool_maintain(lua_State *L) {
 /* pool:abandon(task) -> workerId of the worker given up on, and whether it
 ** was killed (a process) rather than detached (a thread); or nil */
 static int pool_abandon(lua_State *L) {
-  int killed, id = lp_pool_abandon(check_pool(L), check_task(L, 2), &killed);
+  lp_pool *p = check_pool(L);
+  int killed, id = lp_pool_abandon(p, check_task(L, p, 2), &killed);
   if (!id) return 0;
   lua_pushinteger(L, id);
   lua_pushboolean(L, killed);
@@ -320,8 +323,8 @@ static int pool_backlog(lua_State *L) {
 
 static int pool_status(lua_State *L) {
   static const char *const names[] = {"pending", "running", "done"};
-  check_pool(L);
-  lua_pushstring(L, names[atomic_load(&check_task(L, 2)->state)]);
+  lp_pool *p = check_pool(L);
+  lua_pushstring(L, names[atomic_load(&check_task(L, p, 2)->state)]);
   return 1;
 }
 
@@ -393,7 +396,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
     lp_task *t = (lp_task *)m;
     lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
     lp_stats_add(&p->run_time, t->t_end - t->t_start);
-    lua_pushlightuserdata(L, t);
+    lua_pushinteger(L, t->slot);
     lua_pushboolean(L, !t->failed);
     lua_pushinteger(L, m->worker_id);
     if (t->failed && t->out.len == 0) {

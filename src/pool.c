@@ -8,6 +8,7 @@
 ** empties whole: one wake-up per batch, not per task. */
 #define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -65,14 +66,40 @@ int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms) {
 
 /* ---- tasks ------------------------------------------------------------- */
 
+/* A free slot for a new task; 0 out of memory. */
+static int take_slot(lp_pool *p) {
+  if (p->nfree_slots) return p->free_slots[--p->nfree_slots];
+  if (p->ntasks + 1 >= p->tasks_cap) {
+    int cap = p->tasks_cap ? p->tasks_cap * 2 : 64;
+    lp_task **tasks;
+    int *free_slots;
+    if (cap > INT_MAX / 2) return 0;
+    if (!(tasks = realloc(p->tasks, (size_t)cap * sizeof *tasks))) return 0;
+    p->tasks = tasks;
+    if (!(free_slots = realloc(p->free_slots, (size_t)cap * sizeof *free_slots))) return 0;
+    p->free_slots = free_slots;
+    p->tasks_cap = cap;
+  }
+  return ++p->ntasks;
+}
+
+lp_task *lp_task_at(lp_pool *p, long slot) {
+  return slot >= 1 && slot <= p->ntasks ? p->tasks[slot] : NULL;
+}
+
 lp_task *lp_task_new(lp_pool *p) {
   lp_task *t = p->free_tasks;
+  int slot = take_slot(p);
+  if (!slot) return NULL;
   if (t) {
     p->free_tasks = (lp_task *)t->msg.next;
     p->nfree--;
   } else if (!(t = calloc(1, sizeof *t))) {
+    p->free_slots[p->nfree_slots++] = slot;
     return NULL;
   }
+  t->slot = slot;
+  p->tasks[slot] = t;
   t->msg.next = NULL;
   t->msg.kind = LP_MSG_TASK;
   t->msg.worker_id = 0;
@@ -93,6 +120,8 @@ static void task_destroy(lp_task *t) {
 }
 
 void lp_task_free(lp_pool *p, lp_task *t) {
+  p->tasks[t->slot] = NULL;
+  p->free_slots[p->nfree_slots++] = t->slot;
   if (p->nfree >= FREE_TASKS_MAX) {
     task_destroy(t);
     return;
@@ -925,5 +954,7 @@ void lp_pool_release(lp_pool *p) {
   lp_encoder_free(&p->enc);
   free(p->slots);
   free(p->sleepers);
+  free(p->tasks);
+  free(p->free_slots);
   free(p);
 }

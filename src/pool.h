@@ -75,6 +75,7 @@ struct lp_task {
   int stopped_ahead;           /* stopped while sent ahead: never to run */
   uint64_t sent_at;            /* process: where its frame starts in its child's input */
   unsigned id;                 /* never 0; names it across a process boundary */
+  int slot;                    /* its index in the pool's tasks, >= 1: how Lua names it */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 };
@@ -196,6 +197,11 @@ struct lp_pool {
   lp_spinner spinner;         /* the main thread's, in take() */
   lp_task *free_tasks;
   int nfree;
+  /* Tasks by slot, from 1: Lua names a task by its slot, a small integer
+  ** reused once the task is freed (so the Lua side's books are arrays). */
+  lp_task **tasks;
+  int *free_slots;            /* a stack of slots not in use, below ntasks */
+  int ntasks, nfree_slots, tasks_cap;
   lp_encoder enc;
   lp_stats run_time, wait_time;
   unsigned next_id;
@@ -229,6 +235,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms);
 void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
+lp_task *lp_task_at(lp_pool *p, long slot);   /* NULL where no task is */
 /* Makes t's outcome a failure with code and message; code NULL: an empty
 ** outcome, which reads as out of memory (as does one that fails to encode). */
 void lp_task_fail(lp_task *t, const char *code, const char *message);
