@@ -506,13 +506,16 @@ local function forget(self, task)
   if task._signal then task._signal._tasks[task] = nil end
 end
 
+-- The core's callback takes at most four values after workerId (see
+-- push_msg in src/luapool.c): named, not a vararg, which LuaJIT would leave
+-- to the interpreter on every call.
 local function make_settle(self)
   local pending, stopping = self._pending, self._stopping
-  return function(p, ok, workerId, ...)
+  return function(p, ok, workerId, a, b, c, d)
     if ok == nil then  -- a worker event
-      if p == "message" then emit(self, "message", ..., workerId)
+      if p == "message" then emit(self, "message", a, workerId)
       elseif p == "error" then
-        emit(self, "error", new_error("worker_error", (...), nil, nil, workerId))
+        emit(self, "error", new_error("worker_error", a, nil, nil, workerId))
       else
         if p == "workerDestroy" then self._exits = self._exits + 1 end
         emit(self, p, workerId)
@@ -526,11 +529,10 @@ local function make_settle(self)
     end
     forget(self, task)
     if ok then
-      task._n, task._res = ...
+      task._n, task._res = a, b
       task._state = "fulfilled"
-    else
-      local code, message, value, traceback = ...
-      task._err = new_error(code, message, value, traceback, workerId)
+    else  -- code, message, value, traceback
+      task._err = new_error(a, b, c, d, workerId)
       task._state = "rejected"
     end
     if task._cb then self:_due(task) end

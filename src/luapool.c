@@ -386,7 +386,8 @@ static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untruste
 /* Pushes the callback's arguments for m and frees m; returns their count:
 ** callback(task, true, workerId, n, v) (v: nil, the one value, or a table) or
 ** callback(task, false, workerId, code, message, value, traceback) or
-** callback(event, nil, workerId, ...). */
+** callback(event, nil, workerId [, value or text]): four values at most after
+** workerId (the Lua side names them). */
 static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   static const char *const events[] = {NULL, "message", "workerCreate",
                                        "workerDestroy", "error"};
