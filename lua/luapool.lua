@@ -605,6 +605,7 @@ function luapool.new(options)
   }
   for k, f in pairs(methods) do self[k] = f end
   self._settle = make_settle(self)
+  self._submit = c:submitter()
   return setmetatable(self, Pool)
 end
 
@@ -677,7 +678,7 @@ local function submit(self, value, opts, workerId)
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     raise("invalid_option", "timeout argument must be a non-negative number of milliseconds")
   end
-  local p, code, msg = self._core:submit(kind, a, b, value, workerId)
+  local p, code, msg = self._submit(kind, a, b, value, workerId)
   if not p then raise(code, msg) end
   -- every field a task may get (T_SLOT..T_SIGNAL), so that it never grows;
   -- `no`, not the literal false: LuaJIT gives a constructor that mixes

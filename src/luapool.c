@@ -212,42 +212,48 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
-/* The handler (3) and the task value (5), sharing references; with loaded
+/* The handler (2) and the task value (4), sharing references; with loaded
 ** modules by name when that is what it takes (lp_encoder_modules). */
 static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
   size_t mark = in->len;
   int r;
-  if (lp_encode(e, L, in, 3, 1, "handler") == 0 && lp_encode_more(e, L, in, 5, 1, "task") == 0)
+  if (lp_encode(e, L, in, 2, 1, "handler") == 0 && lp_encode_more(e, L, in, 4, 1, "task") == 0)
     return 0;
   in->len = mark;
   if (lp_encoder_modules(e, L)) return -1;
-  r = lp_encode(e, L, in, 3, 1, "handler") || lp_encode_more(e, L, in, 5, 1, "task");
+  r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
   lp_encoder_no_modules(e, L);
   return r ? -1 : 0;
 }
 
-/* pool:submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
+/* submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
 ** kind 0: the pool's default handler; 1: file a, function name b;
-** 2: handler function a. */
-static int pool_submit(lua_State *L) {
-  lp_pool *p = check_pool(L);
-  int kind = (int)luaL_checkinteger(L, 2), r;
-  lp_task *t = lp_task_new(p);
-  char k = (char)kind;
+** 2: handler function a. A closure that holds its pool (pool:submitter()):
+** it runs for every task, and so checks no argument for a pool. */
+static int submit(lua_State *L) {
+  pool_box *b = (pool_box *)lua_touserdata(L, lua_upvalueindex(1));
+  lp_pool *p = b->p;
+  int kind, r;
+  lp_task *t;
+  char k;
+  if (!p) return luaL_error(L, "luapool: pool is destroyed");
+  kind = (int)luaL_checkinteger(L, 1);
+  k = (char)kind;
+  t = lp_task_new(p);
   if (!t) return luaL_error(L, "luapool: out of memory");
-  if (lua_isnumber(L, 6)) {
-    t->target = (int)lua_tointeger(L, 6) - 1;
+  if (lua_isnumber(L, 5)) {
+    t->target = (int)lua_tointeger(L, 5) - 1;
     if (t->target < 0 || t->target >= p->cfg.max_threads) t->target = -1;
   }
   if (lp_buf_put(&t->in, &k, 1) ||
       (kind == LP_RUN_FILE &&
-       (put_header_string(&t->in, L, 3) || put_header_string(&t->in, L, 4)))) {
+       (put_header_string(&t->in, L, 2) || put_header_string(&t->in, L, 3)))) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
   p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
-                             : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
+                             : lp_encode(&p->enc, L, &t->in, 4, 1, "task")) {
     lp_task_free(p, t);
     return fail(L, "serialize", p->enc.err);
   }
@@ -265,6 +271,14 @@ static int pool_submit(lua_State *L) {
   if (r == LP_ESTOPPED) return fail(L, "destroyed", "The pool is destroyed");
   if (r == LP_EBROKEN) return fail(L, "load_error", atomic_load(&p->broken));
   return fail(L, "worker_exited", "no worker thread could be started");
+}
+
+/* pool:submitter() -> submit, bound to this pool */
+static int pool_submitter(lua_State *L) {
+  check_pool(L);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, submit, 1);
+  return 1;
 }
 
 /* Argument i: the slot of a task of p's (what submit returned). */
@@ -621,7 +635,7 @@ static void pin_module(void) {
 
 __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
-    {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
+    {"submitter", pool_submitter}, {"stop", pool_stop}, {"abandon", pool_abandon},
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
