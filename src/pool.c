@@ -3,7 +3,7 @@
 ** One mutex guards the task queue, the workers' mailboxes and the count of
 ** idle workers. A submit wakes at most one sleeping worker, and only when no
 ** spinning worker will take the task; workers spin briefly before they sleep
-** on a condition variable of their own, so a busy pool passes tasks without
+** on a semaphore of their own, so a busy pool passes tasks without
 ** system calls. Results come back on a lock-free stack that the main thread
 ** empties whole: one wake-up per batch, not per task. */
 #define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np */
@@ -62,6 +62,19 @@ int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms) {
   if (ms >= LP_FOREVER_MS) return pthread_cond_wait(c, m);
   deadline_after(&ts, ms);
   return pthread_cond_timedwait(c, m, &ts);
+}
+
+int lp_sem_wait(sem_t *s, double ms) {
+  struct timespec ts;
+  int r;
+  if (ms >= LP_FOREVER_MS) {
+    r = sem_wait(s);
+  } else {
+    deadline_after(&ts, ms);
+    r = sem_clockwait(s, CLOCK_MONOTONIC, &ts);
+  }
+  if (r == 0) return 0;
+  return errno == ETIMEDOUT ? 1 : -1;
 }
 
 /* ---- tasks ------------------------------------------------------------- */
@@ -147,7 +160,7 @@ static void join_worker(lp_worker *w) {
 void lp_worker_free(lp_worker *w) {
   lp_buf_free(&w->exit_msg.body);
   pthread_mutex_destroy(&w->proc.lock);
-  pthread_cond_destroy(&w->wake);
+  sem_destroy(&w->wake);
   free(w);
 }
 
@@ -238,12 +251,12 @@ static int start_worker(lp_pool *p) {
   w->thread_id = atomic_fetch_add(&thread_ids, 1) + 1;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
-  if (lp_cond_init(&w->wake)) {
+  if (sem_init(&w->wake, 0, 0)) {
     free(w);
     return -1;
   }
   if (pthread_mutex_init(&w->proc.lock, NULL)) {
-    pthread_cond_destroy(&w->wake);
+    sem_destroy(&w->wake);
     free(w);
     return -1;
   }
@@ -405,7 +418,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     spawn = workers_needed(p);
   }
   pthread_mutex_unlock(&p->lock);
-  if (wake) pthread_cond_signal(&wake->wake);
+  if (wake) sem_post(&wake->wake);
   if (spawn && start_workers(p, spawn) == spawn) {
     int none;
     pthread_mutex_lock(&p->lock);
@@ -565,7 +578,7 @@ void lp_pool_requeue(lp_pool *p, lp_task *t) {
   if (p->nsleepers > 0) {
     lp_worker *w = p->sleepers[--p->nsleepers];
     w->sleeping = 0;
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
   }
 }
 
@@ -589,7 +602,7 @@ void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
   if (p->nsleepers > 0) {
     lp_worker *w = p->sleepers[--p->nsleepers];
     w->sleeping = 0;
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
   }
 }
 
@@ -701,7 +714,7 @@ int lp_pool_retire_all(lp_pool *p) {
     n++;
     if (w->sleeping) {
       lp_pool_sleeper_remove(p, w);
-      pthread_cond_signal(&w->wake);
+      sem_post(&w->wake);
     }
   }
   pthread_mutex_unlock(&p->lock);
@@ -853,7 +866,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     lp_worker *w = p->slots[i].w;
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
     interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);

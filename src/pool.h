@@ -5,6 +5,7 @@
 #define LUAPOOL_POOL_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "buffer.h"
@@ -103,7 +104,7 @@ struct lp_worker {
   int slot;                   /* workerId - 1 */
   uint64_t thread_id;         /* threadId: unique in the process, never reused */
   pthread_t thread;
-  pthread_cond_t wake;
+  sem_t wake;                 /* posted to wake it from its sleep */
   /* under the pool lock */
   int sleeping;               /* on the sleepers stack */
   int leaving;                /* out of nlive; the thread is ending */
@@ -223,6 +224,10 @@ struct lp_pool {
 
 int lp_cond_init(pthread_cond_t *c);  /* on the monotonic clock */
 int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
+/* Waits for a post on s, up to ms (LP_FOREVER_MS or more: for ever);
+** returns 0 when posted, 1 when the time ran out, -1 when a signal handler
+** ran first (a spurious wake-up). */
+int lp_sem_wait(sem_t *s, double ms);
 
 /* Main thread. */
 lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
