@@ -484,7 +484,13 @@ local function run_queue(self)
       if fn then fn(unpack(item, 1, item.n)) else q[i] = nil; self._dhead = i + 1 end
     else
       local fn = item:_next_callback()
-      if fn then item:_call(fn) else q[i] = nil; self._dhead = i + 1 end
+      if fn then
+        item:_call(fn)
+        -- its last callback (none added meanwhile): no second visit to learn so
+        if not item[T_CB] then q[i] = nil; self._dhead = i + 1 end
+      else
+        q[i] = nil; self._dhead = i + 1
+      end
     end
   end
   self._dhead, self._dtail = 1, 0
