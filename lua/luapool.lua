@@ -608,6 +608,10 @@ function luapool.new(options)
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
     _exits = 0,                      -- workerDestroy events so far
+    -- flags set later, there from the start: a field that is present takes
+    -- LuaJIT's fixed-slot lookup, an absent one a search on every read
+    _closed = false, _destroyed = false, _in_callback = false, _needs_drain = false,
+    _fd = false, _cq_cond = false,
   }
   for k, f in pairs(methods) do self[k] = f end
   self._settle = make_settle(self)
