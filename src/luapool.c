@@ -380,11 +380,16 @@ static int decode(lua_State *L) {
 ** (memory, nesting) must not lose the message. Returns the count, or -1
 ** with the reason pushed. */
 static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
-  int top = lua_gettop(L), n = lp_decode_scalar(L, b->data, b->len);
-  if (n >= 0) {  /* none or a scalar: no call needed */
+  int top, n;
+  if (astable && b->len == 0) {  /* no values: the empty result */
+    lua_pushinteger(L, 0);
+    lua_pushnil(L);
+    return 2;
+  }
+  top = lua_gettop(L);
+  if ((n = lp_decode_scalar(L, b->data, b->len)) >= 0) {  /* a scalar: no call needed */
     if (!astable) return n;
-    if (n == 0) lua_pushnil(L);
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, 1);
     lua_insert(L, -2);
     return 2;
   }
