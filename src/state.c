@@ -496,7 +496,8 @@ static int run_task(lua_State *L) {
   } else if (kind != LP_RUN_HANDLER) {
     return luaL_error(L, "luapool: corrupt task");
   }
-  lp_decode(L, t->in + pos, t->len - pos);
+  if (lp_decode_scalar(L, t->in + pos, t->len - pos) < 0)  /* else a scalar, pushed */
+    lp_decode(L, t->in + pos, t->len - pos);
   clear_key(L, UP_TRACEBACK_KEY);  /* none from an earlier task, should msgh fail */
   make_room(L);
   s->heap.refused = 0;
