@@ -283,7 +283,7 @@ static int pool_submitter(lua_State *L) {
 
 /* Argument i: the slot of a task of p's (what submit returned). */
 static lp_task *check_task(lua_State *L, lp_pool *p, int i) {
-  lp_task *t = lp_task_at(p, (long)luaL_checknumber(L, i));
+  lp_task *t = lp_task_at(p, (long)luaL_checkinteger(L, i));
   if (!t) luaL_argerror(L, i, "no such task");
   return t;
 }
