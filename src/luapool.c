@@ -414,8 +414,6 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   lua_pushvalue(L, 3);
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
-    lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
-    lp_stats_add(&p->run_time, t->t_end - t->t_start);
     lua_pushinteger(L, t->slot);
     lua_pushboolean(L, !t->failed);
     lua_pushinteger(L, m->worker_id);
@@ -588,19 +586,24 @@ static void set_number(lua_State *L, const char *k, double v) {
 /* pool:stats("run" | "wait") -> {min, max, mean, stddev, p50, p90, p99} */
 static int pool_stats(lua_State *L) {
   lp_pool *p = check_pool(L);
-  const lp_stats *s = strcmp(luaL_checkstring(L, 2), "run") == 0 ? &p->run_time
-                                                                   : &p->wait_time;
-  double n = (double)s->count, mean = n ? s->sum / n : 0;
-  double var = n ? s->sumsq / n - mean * mean : 0;
+  int run = strcmp(luaL_checkstring(L, 2), "run") == 0;
+  lp_stats s;
+  double n, mean, var;
+  pthread_mutex_lock(&p->lock);  /* workers add to them */
+  s = run ? p->run_time : p->wait_time;
+  pthread_mutex_unlock(&p->lock);
+  n = (double)s.count;
+  mean = n ? s.sum / n : 0;
+  var = n ? s.sumsq / n - mean * mean : 0;
   lua_createtable(L, 0, 8);
   set_number(L, "count", n);
-  set_number(L, "min", s->min);
-  set_number(L, "max", s->max);
+  set_number(L, "min", s.min);
+  set_number(L, "max", s.max);
   set_number(L, "mean", mean);
   set_number(L, "stddev", var > 0 ? sqrt(var) : 0);
-  set_number(L, "p50", lp_stats_percentile(s, 0.50));
-  set_number(L, "p90", lp_stats_percentile(s, 0.90));
-  set_number(L, "p99", lp_stats_percentile(s, 0.99));
+  set_number(L, "p50", lp_stats_percentile(&s, 0.50));
+  set_number(L, "p90", lp_stats_percentile(&s, 0.90));
+  set_number(L, "p99", lp_stats_percentile(&s, 0.99));
   return 1;
 }
 

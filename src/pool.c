@@ -460,7 +460,7 @@ static void post_failed(lp_pool *p, lp_worker *w, lp_task *t, const char *code,
   lp_task_fail(t, code, message);
   t->msg.worker_id = w->slot + 1;
   t->t_start = t->t_end = lp_now_ns();
-  lp_pool_post(p, &t->msg);
+  lp_pool_post_task(p, t);
 }
 
 int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
@@ -739,6 +739,12 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
       (void)r;  /* a full pipe is readable already */
     }
   }
+}
+
+void lp_pool_post_task(lp_pool *p, lp_task *t) {
+  lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
+  lp_stats_add(&p->run_time, t->t_end - t->t_start);
+  lp_pool_post(p, &t->msg);
 }
 
 static lp_msg *take_all(lp_pool *p) {

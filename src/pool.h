@@ -175,6 +175,7 @@ struct lp_pool {
   int nsleepers;
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
+  lp_stats run_time, wait_time;  /* of the tasks posted, added as they are */
   atomic_int stop;
   int signo;                  /* the interrupt signal (interrupt.c) */
   int signal_lost;            /* the host took it over; said so once */
@@ -204,7 +205,6 @@ struct lp_pool {
   int *free_slots;            /* a stack of slots not in use, below ntasks */
   int ntasks, nfree_slots, tasks_cap;
   lp_encoder enc;
-  lp_stats run_time, wait_time;
   unsigned next_id;
   /* set once by a process worker that found its program unusable, or
   ** when the task file did not load within loadTimeout (broken_any) */
@@ -294,6 +294,8 @@ void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
+/* Posts a finished task, its times added to the pool's statistics. Lock held. */
+void lp_pool_post_task(lp_pool *p, lp_task *t);
 /* On w's thread: posts a postMessage value once fewer than LP_MESSAGES_MAX
 ** wait for the host, blocking until then; -1 (m freed, not posted) when the
 ** task w runs, or the pool, is to stop meanwhile. */

@@ -1,5 +1,5 @@
 /* Running statistics of durations (ms): count, extremes, moments and a
-** log-scaled histogram for percentiles. Updated by the main thread only. */
+** log-scaled histogram for percentiles. A pool's are added to under its lock. */
 #ifndef LUAPOOL_STATS_H
 #define LUAPOOL_STATS_H
 

@@ -124,7 +124,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
     atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
-    lp_pool_post(p, &t->msg);
+    lp_pool_post_task(p, t);
     pthread_mutex_unlock(&p->lock);
     w->rt->close(w);
     lp_worker_free(w);
@@ -132,7 +132,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
     return -1;
   }
   p->idle++;  /* before the result is seen: its sender may submit again */
-  lp_pool_post(p, &t->msg);
+  lp_pool_post_task(p, t);
   if (stopped) {  /* its state ran its last task: those sent ahead never start */
     lp_pool_requeue_sent(p, w);
     return 1;
