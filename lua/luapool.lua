@@ -220,26 +220,40 @@ Signal.__index = Signal
 local Task = {}
 Task.__index = Task
 
+-- A task's fields live in its array part, by these indices: a table made
+-- with them all is one allocation, which a task a microsecond long notices
+-- (its submit and settle are most of the main thread's work).
+local T_SLOT = 1     -- the core's name for it (nil once it left the books)
+local T_POOL = 2
+local T_STATE = 3    -- false, then "fulfilled" or "rejected"
+local T_N = 4        -- fulfilled: how many values
+local T_RES = 5      -- and they: nil for none, the value for one, else a table
+local T_ERR = 6      -- rejected: the error
+local T_CB = 7       -- onDone callbacks: false, a function, or a list
+local T_DEADLINE = 8 -- with a timeout: when
+local T_SIGNAL = 9   -- with an abort signal: it
+local no = false     -- (see submit)
+
 function Task:status()
-  if not self._state then
-    local s = self._pool._core and self._pool._core:status(self._p)
+  if not self[T_STATE] then
+    local s = self[T_POOL]._core and self[T_POOL]._core:status(self[T_SLOT])
     if s ~= "done" then return s end
     -- settle what the core has finished; callbacks wait for poll, wait, get, map
-    self._pool._core:poll(0, self._pool._settle)
-    return self._state or "running"
+    self[T_POOL]._core:poll(0, self[T_POOL]._settle)
+    return self[T_STATE] or "running"
   end
-  return self._state
+  return self[T_STATE]
 end
 
 function Task:wait(timeout)
   check_duration("task:wait", timeout)
-  return self._pool:_await(self, timeout)
+  return self[T_POOL]:_await(self, timeout)
 end
 
 function Task:get()
-  if not self._state then self._pool:_await(self) end
-  if self._state == "fulfilled" then return self:_values() end
-  error(self._err, 2)
+  if not self[T_STATE] then self[T_POOL]:_await(self) end
+  if self[T_STATE] == "fulfilled" then return self:_values() end
+  error(self[T_ERR], 2)
 end
 
 -- For coroutine schedulers: yields the running coroutine until the task
@@ -250,10 +264,10 @@ end
 -- coroutine it yields the pool, for the scheduler to resume once
 -- pool:pollfd() is readable; outside a coroutine it waits as get() does.
 function Task:await()
-  local pool = self._pool
-  while not self._state do
+  local pool = self[T_POOL]
+  while not self[T_STATE] do
     pool:poll()
-    if self._state then break end
+    if self[T_STATE] then break end
     local cq = package.loaded.cqueues
     local co, main = coroutine.running()
     if cq and cq.running and cq.running() then
@@ -273,45 +287,50 @@ function Task:await()
 end
 
 function Task:cancel()
-  if self._state then return false end
-  return self._pool:_abort(self, "cancelled", "The task has been cancelled", "aborted", ABORTED)
+  if self[T_STATE] then return false end
+  return self[T_POOL]:_abort(self, "cancelled", "The task has been cancelled", "aborted", ABORTED)
 end
 
 -- Callbacks wait in the task (one needs no list) until it settles; then the
 -- pool's queue of due tasks runs them, inside poll, wait, get or map.
 function Task:onDone(fn)
   check_function("task:onDone", fn)
-  local cb = self._cb
-  if not cb then self._cb = fn
+  local cb = self[T_CB]
+  if not cb then self[T_CB] = fn
   elseif type(cb) == "table" then cb[#cb + 1] = fn
-  else self._cb = { cb, fn } end
-  if self._state and not cb then self._pool:_due(self) end
+  else self[T_CB] = { cb, fn } end
+  if self[T_STATE] and not cb then self[T_POOL]:_due(self) end
   return self
 end
 
 -- The handler's values: _n of them, packed in _res as the core hands them
 -- over (nil for none, the value itself for one, a table for more).
 function Task:_values()
-  local n = self._n
-  if n == 1 then return self._res end
+  local n = self[T_N]
+  if n == 1 then return self[T_RES] end
   if n == 0 then return end
-  return unpack(self._res, 1, n)
+  return unpack(self[T_RES], 1, n)
+end
+
+-- The error of a rejected task, else nil (for luapool.imap).
+function Task:_failure()
+  return self[T_STATE] == "rejected" and self[T_ERR] or nil
 end
 
 function Task:_call(fn)
-  if self._state == "fulfilled" then fn(true, self:_values())
-  else fn(false, self._err) end
+  if self[T_STATE] == "fulfilled" then fn(true, self:_values())
+  else fn(false, self[T_ERR]) end
 end
 
 -- The next callback to run, taken off the task; nil when none is left.
 function Task:_next_callback()
-  local cb = self._cb
+  local cb = self[T_CB]
   if type(cb) ~= "table" then
-    self._cb = nil
+    self[T_CB] = nil
     return cb
   end
   local fn = table.remove(cb, 1)
-  if #cb == 0 then self._cb = nil end
+  if #cb == 0 then self[T_CB] = nil end
   return fn
 end
 
@@ -338,7 +357,7 @@ function luapool.AbortController()
     local tasks = {}
     for task in pairs(signal._tasks) do tasks[#tasks + 1] = task end
     for _, task in ipairs(tasks) do
-      task._pool:_abort(task, "aborted", ABORTED, "aborted", ABORTED, reason)
+      task[T_POOL]:_abort(task, "aborted", ABORTED, "aborted", ABORTED, reason)
     end
   end
   return ctl
@@ -465,7 +484,13 @@ local function run_queue(self)
       if fn then fn(unpack(item, 1, item.n)) else q[i] = nil; self._dhead = i + 1 end
     else
       local fn = item:_next_callback()
-      if fn then item:_call(fn) else q[i] = nil; self._dhead = i + 1 end
+      if fn then
+        item:_call(fn)
+        -- its last callback (none added meanwhile): no second visit to learn so
+        if not item[T_CB] then q[i] = nil; self._dhead = i + 1 end
+      else
+        q[i] = nil; self._dhead = i + 1
+      end
     end
   end
   self._dhead, self._dtail = 1, 0
@@ -492,27 +517,30 @@ end
 
 -- A task leaves the pool's books: its timer and its signal forget it.
 local function forget(self, task)
-  self._pending[task._p] = nil
+  self._pending[task[T_SLOT]] = nil
   self._npending = self._npending - 1
   self._completed = self._completed + 1
-  task._p = nil
+  task[T_SLOT] = nil
   -- coroutines awaiting under cqueues wait for the fd, which says nothing of
   -- results another coroutine's poll or get took: wake them to look (Task:await)
   if self._cq_cond then self._cq_cond:signal() end
-  if task._deadline then
+  if task[T_DEADLINE] then
     self._timed[task] = nil
     self._ntimed = self._ntimed - 1
   end
-  if task._signal then task._signal._tasks[task] = nil end
+  if task[T_SIGNAL] then task[T_SIGNAL]._tasks[task] = nil end
 end
 
+-- The core's callback takes at most four values after workerId (see
+-- push_msg in src/luapool.c): named, not a vararg, which LuaJIT would leave
+-- to the interpreter on every call.
 local function make_settle(self)
   local pending, stopping = self._pending, self._stopping
-  return function(p, ok, workerId, ...)
+  return function(p, ok, workerId, a, b, c, d)
     if ok == nil then  -- a worker event
-      if p == "message" then emit(self, "message", ..., workerId)
+      if p == "message" then emit(self, "message", a, workerId)
       elseif p == "error" then
-        emit(self, "error", new_error("worker_error", (...), nil, nil, workerId))
+        emit(self, "error", new_error("worker_error", a, nil, nil, workerId))
       else
         if p == "workerDestroy" then self._exits = self._exits + 1 end
         emit(self, p, workerId)
@@ -526,14 +554,13 @@ local function make_settle(self)
     end
     forget(self, task)
     if ok then
-      task._n, task._res = ...
-      task._state = "fulfilled"
-    else
-      local code, message, value, traceback = ...
-      task._err = new_error(code, message, value, traceback, workerId)
-      task._state = "rejected"
+      task[T_N], task[T_RES] = a, b
+      task[T_STATE] = "fulfilled"
+    else  -- code, message, value, traceback
+      task[T_ERR] = new_error(a, b, c, d, workerId)
+      task[T_STATE] = "rejected"
     end
-    if task._cb then self:_due(task) end
+    if task[T_CB] then self:_due(task) end
   end
 end
 
@@ -581,9 +608,14 @@ function luapool.new(options)
     _timed = {}, _ntimed = 0,        -- tasks with a timeout: their deadline
     _stopping = {}, _nstopping = 0,  -- workers interrupted: when to give up
     _exits = 0,                      -- workerDestroy events so far
+    -- flags set later, there from the start: a field that is present takes
+    -- LuaJIT's fixed-slot lookup, an absent one a search on every read
+    _closed = false, _destroyed = false, _in_callback = false, _needs_drain = false,
+    _fd = false, _cq_cond = false,
   }
   for k, f in pairs(methods) do self[k] = f end
   self._settle = make_settle(self)
+  self._submit = c:submitter()
   return setmetatable(self, Pool)
 end
 
@@ -656,22 +688,23 @@ local function submit(self, value, opts, workerId)
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     raise("invalid_option", "timeout argument must be a non-negative number of milliseconds")
   end
-  local p, code, msg = self._core:submit(kind, a, b, value, workerId)
+  local p, code, msg = self._submit(kind, a, b, value, workerId)
   if not p then raise(code, msg) end
-  -- every field a task may get, so that setting them later never grows it
-  local task = setmetatable({ _p = p, _pool = self, _state = false, _n = false, _res = false,
-                              _err = false, _cb = false }, Task)
+  -- every field a task may get (T_SLOT..T_SIGNAL), so that it never grows;
+  -- `no`, not the literal false: LuaJIT gives a constructor that mixes
+  -- constants with variables a hash part, which a task would allocate too
+  local task = setmetatable({ p, self, no, no, no, no, no, no, no }, Task)
   self._pending[p] = task
   self._npending = self._npending + 1
   self._drained = false
   if timeout then
-    task._deadline = now() + timeout
-    self._timed[task] = task._deadline
+    task[T_DEADLINE] = now() + timeout
+    self._timed[task] = task[T_DEADLINE]
     self._ntimed = self._ntimed + 1
     if self._fd then rearm(self) end
   end
   if signal then
-    task._signal = signal
+    task[T_SIGNAL] = signal
     signal._tasks[task] = true
   end
   -- "needsDrain" once every worker is busy, again after the next "drain"
@@ -701,8 +734,8 @@ end
 -- qcode; a running one is rejected with rcode at once while its worker is
 -- interrupted (and given up on after terminateTimeout). True if it did either.
 function methods._abort(self, task, qcode, qmsg, rcode, rmsg, cause)
-  if task._state or not self._core then return false end
-  local p = task._p
+  if task[T_STATE] or not self._core then return false end
+  local p = task[T_SLOT]
   local r = self._core:stop(p)
   local err
   if r == "queued" then
@@ -728,9 +761,9 @@ end
 
 function methods._settle_error(self, task, err)
   forget(self, task)
-  task._err = err
-  task._state = "rejected"
-  if task._cb then self:_due(task) end
+  task[T_ERR] = err
+  task[T_STATE] = "rejected"
+  if task[T_CB] then self:_due(task) end
 end
 
 -- timeout (ms, an addition to the contract): wait that long at most for
@@ -777,8 +810,8 @@ local function block_until(self, done, timeout)
 end
 
 function methods._await(self, task, timeout)
-  if task._state then after_poll(self) return true end
-  return block_until(self, function() return task._state ~= false end, timeout)
+  if task[T_STATE] then after_poll(self) return true end
+  return block_until(self, function() return task[T_STATE] ~= false end, timeout)
 end
 
 function methods.wait(self, timeout)
@@ -809,8 +842,8 @@ function methods.map(self, list, opts)
   local out = {}
   for i = 1, n do
     local t = tasks[i]
-    if not t._state then self:_await(t) end
-    if t._state == "rejected" then fail(t._err, i) end
+    if not t[T_STATE] then self:_await(t) end
+    if t[T_STATE] == "rejected" then fail(t[T_ERR], i) end
     out[i] = (t:_values())
   end
   return out

@@ -587,12 +587,37 @@ void lp_encoder_no_modules(lp_encoder *e, lua_State *L) {
   e->modules = 0;
 }
 
+/* Values that are all nil, booleans or numbers need no references, modules
+** nor globals: written straight (a task's argument, an empty result).
+** Returns 0, -1 (out of memory, e->err says so), or 1 when one is not. */
+static int put_scalars(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
+                       const char *root) {
+  size_t mark = out->len;
+  int i;
+  for (i = 0; i < n; i++) {
+    int type = lua_type(L, idx + i);
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN && type != LUA_TNUMBER) return 1;
+  }
+  e->L = L;
+  e->out = out;
+  for (i = 0; i < n; i++) {
+    if (put_value(e, idx + i)) {
+      e->path.len = 0;
+      compose_error(e, root);
+      out->len = mark;
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root) {
   int r;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if ((r = put_scalars(e, L, out, idx, n, root)) <= 0) return r;
   encoder_reset(e);
   if ((r = lp_encode_more(e, L, out, idx, n, root)) == 0 || e->modules) return r;
-  if (idx < 0) idx = lua_gettop(L) + idx + 1;
   if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
   encoder_reset(e);
   r = lp_encode_more(e, L, out, idx, n, root);
@@ -967,6 +992,35 @@ int lp_decode_table(lua_State *L, const char *data, size_t len) {
 
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
   return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE);
+}
+
+int lp_decode_scalar(lua_State *L, const char *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data, *end = p + len;
+  uint64_t u;
+  double n;
+  if (len == 0) return 0;
+  switch (*p++) {
+    case T_NIL: if (p != end) return -1; lua_pushnil(L); return 1;
+    case T_FALSE: if (p != end) return -1; lua_pushboolean(L, 0); return 1;
+    case T_TRUE: if (p != end) return -1; lua_pushboolean(L, 1); return 1;
+    case T_INT: {
+      int64_t i;
+      if (lp_varint_get(&p, end, &u) || p != end) return -1;
+      i = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+#if LP_HAS_INTEGERS
+      lua_pushinteger(L, (lua_Integer)i);
+#else
+      lua_pushnumber(L, (lua_Number)i);
+#endif
+      return 1;
+    }
+    case T_NUM:
+      if (end - p != 8) return -1;
+      memcpy(&n, p, 8);
+      lua_pushnumber(L, (lua_Number)n);
+      return 1;
+    default: return -1;
+  }
 }
 
 /* ---- values written without a Lua state ------------------------------- */

@@ -85,6 +85,10 @@ int lp_decode_table(lua_State *L, const char *data, size_t len);
 #define LP_DECODE_NOFUNC 1
 #define LP_DECODE_TABLE 2   /* as lp_decode_table */
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
+/* Pushes the one value in data[0..len), or none, when it is nil, a boolean
+** or a number: what needs no memory, so that it cannot raise. Returns how
+** many (0 or 1), or -1 with nothing pushed for anything else. */
+int lp_decode_scalar(lua_State *L, const char *data, size_t len);
 
 /* Appends n strings (NULL: nil) as values, with no Lua state; 0 or -1. */
 int lp_encode_strings(lp_buf *out, const char *const *s, int n);

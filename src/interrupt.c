@@ -82,10 +82,13 @@ int lp_interrupt_block_signals(int sig, sigset_t *old) {
   return pthread_sigmask(SIG_SETMASK, &s, old) ? -1 : 0;
 }
 
-int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id) {
-  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);  /* a request come too late */
+void lp_interrupt_attach(lp_intr *i, lua_State *L) {
   lua_pushlightuserdata(L, i);
   lua_setfield(L, LUA_REGISTRYINDEX, INTR_KEY);
+}
+
+int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id) {
+  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);  /* a request come too late */
   atomic_store(&i->current, id);
   atomic_store(&i->running, L);
   return !lp_interrupt_pending(i);  /* a request sent before `running` was set */

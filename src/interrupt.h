@@ -32,6 +32,8 @@ int lp_interrupt_is_ours(int sig);
 ** thread it creates starts so (the host's signals go to its own threads);
 ** old receives the mask to restore. 0 or -1. */
 int lp_interrupt_block_signals(int sig, sigset_t *old);
+/* Once, as the state is set up: i is the interrupt of state L. */
+void lp_interrupt_attach(lp_intr *i, lua_State *L);
 /* Around each task's Lua code, on the state's thread; enter returns 0 when
 ** the task is to stop before it starts. */
 int lp_interrupt_enter(lp_intr *i, lua_State *L, unsigned id);

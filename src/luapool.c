@@ -18,8 +18,21 @@
 /* terminate_ms: what __gc gives the workers to stop (terminateTimeout). */
 typedef struct pool_box { lp_pool *p; double terminate_ms; } pool_box;
 
+/* Argument 1 as a pool box. Every method has the pool metatable as upvalue
+** 1: comparing with it spares the registry lookup of luaL_checkudata on
+** each call (a task's submit is one). */
+static pool_box *check_box(lua_State *L) {
+  pool_box *b = (pool_box *)lua_touserdata(L, 1);
+  if (b && lua_getmetatable(L, 1)) {
+    int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ours) return b;
+  }
+  return (pool_box *)luaL_checkudata(L, 1, POOL_MT);  /* raises */
+}
+
 static lp_pool *check_pool(lua_State *L) {
-  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  pool_box *b = check_box(L);
   if (!b->p) luaL_error(L, "luapool: pool is destroyed");
   return b->p;
 }
@@ -199,49 +212,55 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
-/* The handler (3) and the task value (5), sharing references; with loaded
+/* The handler (2) and the task value (4), sharing references; with loaded
 ** modules by name when that is what it takes (lp_encoder_modules). */
 static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
   size_t mark = in->len;
   int r;
-  if (lp_encode(e, L, in, 3, 1, "handler") == 0 && lp_encode_more(e, L, in, 5, 1, "task") == 0)
+  if (lp_encode(e, L, in, 2, 1, "handler") == 0 && lp_encode_more(e, L, in, 4, 1, "task") == 0)
     return 0;
   in->len = mark;
   if (lp_encoder_modules(e, L)) return -1;
-  r = lp_encode(e, L, in, 3, 1, "handler") || lp_encode_more(e, L, in, 5, 1, "task");
+  r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
   lp_encoder_no_modules(e, L);
   return r ? -1 : 0;
 }
 
-/* pool:submit(kind, a, b, value [, workerId]) -> task | nil, code, message
+/* submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
 ** kind 0: the pool's default handler; 1: file a, function name b;
-** 2: handler function a. */
-static int pool_submit(lua_State *L) {
-  lp_pool *p = check_pool(L);
-  int kind = (int)luaL_checkinteger(L, 2), r;
-  lp_task *t = lp_task_new(p);
-  char k = (char)kind;
+** 2: handler function a. A closure that holds its pool (pool:submitter()):
+** it runs for every task, and so checks no argument for a pool. */
+static int submit(lua_State *L) {
+  pool_box *b = (pool_box *)lua_touserdata(L, lua_upvalueindex(1));
+  lp_pool *p = b->p;
+  int kind, r;
+  lp_task *t;
+  char k;
+  if (!p) return luaL_error(L, "luapool: pool is destroyed");
+  kind = (int)luaL_checkinteger(L, 1);
+  k = (char)kind;
+  t = lp_task_new(p);
   if (!t) return luaL_error(L, "luapool: out of memory");
-  if (lua_isnumber(L, 6)) {
-    t->target = (int)lua_tointeger(L, 6) - 1;
+  if (lua_isnumber(L, 5)) {
+    t->target = (int)lua_tointeger(L, 5) - 1;
     if (t->target < 0 || t->target >= p->cfg.max_threads) t->target = -1;
   }
   if (lp_buf_put(&t->in, &k, 1) ||
       (kind == LP_RUN_FILE &&
-       (put_header_string(&t->in, L, 3) || put_header_string(&t->in, L, 4)))) {
+       (put_header_string(&t->in, L, 2) || put_header_string(&t->in, L, 3)))) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
   p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
   if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
-                             : lp_encode(&p->enc, L, &t->in, 5, 1, "task")) {
+                             : lp_encode(&p->enc, L, &t->in, 4, 1, "task")) {
     lp_task_free(p, t);
     return fail(L, "serialize", p->enc.err);
   }
   t->t_queued = lp_now_ns();
   r = lp_pool_submit(p, t);
   if (r == 0) {
-    lua_pushlightuserdata(L, t);
+    lua_pushinteger(L, t->slot);
     return 1;
   }
   lp_task_free(p, t);
@@ -254,16 +273,26 @@ static int pool_submit(lua_State *L) {
   return fail(L, "worker_exited", "no worker thread could be started");
 }
 
-static lp_task *check_task(lua_State *L, int i) {
-  luaL_checktype(L, i, LUA_TLIGHTUSERDATA);
-  return (lp_task *)lua_touserdata(L, i);
+/* pool:submitter() -> submit, bound to this pool */
+static int pool_submitter(lua_State *L) {
+  check_pool(L);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, submit, 1);
+  return 1;
+}
+
+/* Argument i: the slot of a task of p's (what submit returned). */
+static lp_task *check_task(lua_State *L, lp_pool *p, int i) {
+  lp_task *t = lp_task_at(p, (long)luaL_checkinteger(L, i));
+  if (!t) luaL_argerror(L, i, "no such task");
+  return t;
 }
 
 /* pool:stop(task [, queuedonly]) -> "queued" (it is then gone), "running"
 ** (its worker is being interrupted) or "done" */
 static int pool_stop(lua_State *L) {
   lp_pool *p = check_pool(L);
-  lp_task *t = check_task(L, 2);
+  lp_task *t = check_task(L, p, 2);
   int r = lp_pool_stop_task(p, t, lua_toboolean(L, 3));
   if (r == LP_TASK_QUEUED) lp_task_free(p, t);
   lua_pushstring(L, r == LP_TASK_QUEUED ? "queued" : r == LP_TASK_RUNNING ? "running" : "done");
@@ -278,7 +307,8 @@ static int pool_maintain(lua_State *L) {
 /* pool:abandon(task) -> workerId of the worker given up on, and whether it
 ** was killed (a process) rather than detached (a thread); or nil */
 static int pool_abandon(lua_State *L) {
-  int killed, id = lp_pool_abandon(check_pool(L), check_task(L, 2), &killed);
+  lp_pool *p = check_pool(L);
+  int killed, id = lp_pool_abandon(p, check_task(L, p, 2), &killed);
   if (!id) return 0;
   lua_pushinteger(L, id);
   lua_pushboolean(L, killed);
@@ -307,8 +337,8 @@ static int pool_backlog(lua_State *L) {
 
 static int pool_status(lua_State *L) {
   static const char *const names[] = {"pending", "running", "done"};
-  check_pool(L);
-  lua_pushstring(L, names[atomic_load(&check_task(L, 2)->state)]);
+  lp_pool *p = check_pool(L);
+  lua_pushstring(L, names[atomic_load(&check_task(L, p, 2)->state)]);
   return 1;
 }
 
@@ -350,8 +380,20 @@ static int decode(lua_State *L) {
 ** (memory, nesting) must not lose the message. Returns the count, or -1
 ** with the reason pushed. */
 static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
-  int top = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
+  int top, n;
+  if (astable && b->len == 0) {  /* no values: the empty result */
+    lua_pushinteger(L, 0);
+    lua_pushnil(L);
+    return 2;
+  }
+  top = lua_gettop(L);
+  if ((n = lp_decode_scalar(L, b->data, b->len)) >= 0) {  /* a scalar: no call needed */
+    if (!astable) return n;
+    lua_pushinteger(L, 1);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushlightuserdata(L, b->data);
   lua_pushnumber(L, (lua_Number)b->len);
   lua_pushboolean(L, astable);
@@ -363,7 +405,8 @@ static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untruste
 /* Pushes the callback's arguments for m and frees m; returns their count:
 ** callback(task, true, workerId, n, v) (v: nil, the one value, or a table) or
 ** callback(task, false, workerId, code, message, value, traceback) or
-** callback(event, nil, workerId, ...). */
+** callback(event, nil, workerId [, value or text]): four values at most after
+** workerId (the Lua side names them). */
 static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   static const char *const events[] = {NULL, "message", "workerCreate",
                                        "workerDestroy", "error"};
@@ -371,9 +414,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   lua_pushvalue(L, 3);
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
-    lp_stats_add(&p->wait_time, (double)(t->t_start - t->t_queued) / 1e6);
-    lp_stats_add(&p->run_time, (double)(t->t_end - t->t_start) / 1e6);
-    lua_pushlightuserdata(L, t);
+    lua_pushinteger(L, t->slot);
     lua_pushboolean(L, !t->failed);
     lua_pushinteger(L, m->worker_id);
     if (t->failed && t->out.len == 0) {
@@ -461,7 +502,7 @@ static void take_batch(lua_State *L, lp_pool *p, double timeout_ms) {
 ** host is not taken for a value that failed to decode; a hook set while
 ** it works (Ctrl-C) stops it, and fires once it returns. */
 static int pool_poll(lua_State *L) {
-  pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  pool_box *b = check_box(L);
   lp_pool *p = check_pool(L);
   double timeout = luaL_optnumber(L, 2, 0);
   int count = 0, mask = lua_gethookmask(L), hookcount = lua_gethookcount(L);
@@ -545,19 +586,24 @@ static void set_number(lua_State *L, const char *k, double v) {
 /* pool:stats("run" | "wait") -> {min, max, mean, stddev, p50, p90, p99} */
 static int pool_stats(lua_State *L) {
   lp_pool *p = check_pool(L);
-  const lp_stats *s = strcmp(luaL_checkstring(L, 2), "run") == 0 ? &p->run_time
-                                                                   : &p->wait_time;
-  double n = (double)s->count, mean = n ? s->sum / n : 0;
-  double var = n ? s->sumsq / n - mean * mean : 0;
+  int run = strcmp(luaL_checkstring(L, 2), "run") == 0;
+  lp_stats s;
+  double n, mean, var;
+  pthread_mutex_lock(&p->lock);  /* workers add to them */
+  s = run ? p->run_time : p->wait_time;
+  pthread_mutex_unlock(&p->lock);
+  n = (double)s.count;
+  mean = n ? s.sum / n : 0;
+  var = n ? s.sumsq / n - mean * mean : 0;
   lua_createtable(L, 0, 8);
   set_number(L, "count", n);
-  set_number(L, "min", s->min);
-  set_number(L, "max", s->max);
+  set_number(L, "min", s.min);
+  set_number(L, "max", s.max);
   set_number(L, "mean", mean);
   set_number(L, "stddev", var > 0 ? sqrt(var) : 0);
-  set_number(L, "p50", lp_stats_percentile(s, 0.50));
-  set_number(L, "p90", lp_stats_percentile(s, 0.90));
-  set_number(L, "p99", lp_stats_percentile(s, 0.99));
+  set_number(L, "p50", lp_stats_percentile(&s, 0.50));
+  set_number(L, "p90", lp_stats_percentile(&s, 0.90));
+  set_number(L, "p99", lp_stats_percentile(&s, 0.99));
   return 1;
 }
 
@@ -597,7 +643,7 @@ static void pin_module(void) {
 
 __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
-    {"submit", pool_submit}, {"stop", pool_stop}, {"abandon", pool_abandon},
+    {"submitter", pool_submitter}, {"stop", pool_stop}, {"abandon", pool_abandon},
     {"retire", pool_retire}, {"maintain", pool_maintain}, {"status", pool_status},
     {"backlog", pool_backlog}, {"signal", pool_signal},
     {"queueSize", pool_queue_size},
@@ -608,9 +654,12 @@ __attribute__((visibility("default"))) int luaopen_luapool_core(lua_State *L) {
   if (luaL_newmetatable(L, POOL_MT)) {
     lua_pushcfunction(L, pool_destroy);
     lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, pool_methods);
-    lua_pushcfunction(L, decode);  /* poll's upvalue, made once */
-    lua_pushcclosure(L, pool_poll, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -2);  /* each method's upvalue 1: check_box */
+    luaL_setfuncs(L, pool_methods, 1);
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, decode);  /* poll's upvalue 2, made once */
+    lua_pushcclosure(L, pool_poll, 2);
     lua_setfield(L, -2, "poll");
     lua_setfield(L, -2, "__index");
   }

@@ -3,11 +3,12 @@
 ** One mutex guards the task queue, the workers' mailboxes and the count of
 ** idle workers. A submit wakes at most one sleeping worker, and only when no
 ** spinning worker will take the task; workers spin briefly before they sleep
-** on a condition variable of their own, so a busy pool passes tasks without
+** on a semaphore of their own, so a busy pool passes tasks without
 ** system calls. Results come back on a lock-free stack that the main thread
 ** empties whole: one wake-up per batch, not per task. */
 #define _GNU_SOURCE  /* PTHREAD_MUTEX_ADAPTIVE_NP, pthread_setname_np, sched_getcpu */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stddef.h>
@@ -64,16 +65,55 @@ int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms) {
   return pthread_cond_timedwait(c, m, &ts);
 }
 
+int lp_sem_wait(sem_t *s, double ms) {
+  struct timespec ts;
+  int r;
+  if (ms >= LP_FOREVER_MS) {
+    r = sem_wait(s);
+  } else {
+    deadline_after(&ts, ms);
+    r = sem_clockwait(s, CLOCK_MONOTONIC, &ts);
+  }
+  if (r == 0) return 0;
+  return errno == ETIMEDOUT ? 1 : -1;
+}
+
 /* ---- tasks ------------------------------------------------------------- */
+
+/* A free slot for a new task; 0 out of memory. */
+static int take_slot(lp_pool *p) {
+  if (p->nfree_slots) return p->free_slots[--p->nfree_slots];
+  if (p->ntasks + 1 >= p->tasks_cap) {
+    int cap = p->tasks_cap ? p->tasks_cap * 2 : 64;
+    lp_task **tasks;
+    int *free_slots;
+    if (cap > INT_MAX / 2) return 0;
+    if (!(tasks = realloc(p->tasks, (size_t)cap * sizeof *tasks))) return 0;
+    p->tasks = tasks;
+    if (!(free_slots = realloc(p->free_slots, (size_t)cap * sizeof *free_slots))) return 0;
+    p->free_slots = free_slots;
+    p->tasks_cap = cap;
+  }
+  return ++p->ntasks;
+}
+
+lp_task *lp_task_at(lp_pool *p, long slot) {
+  return slot >= 1 && slot <= p->ntasks ? p->tasks[slot] : NULL;
+}
 
 lp_task *lp_task_new(lp_pool *p) {
   lp_task *t = p->free_tasks;
+  int slot = take_slot(p);
+  if (!slot) return NULL;
   if (t) {
     p->free_tasks = (lp_task *)t->msg.next;
     p->nfree--;
   } else if (!(t = calloc(1, sizeof *t))) {
+    p->free_slots[p->nfree_slots++] = slot;
     return NULL;
   }
+  t->slot = slot;
+  p->tasks[slot] = t;
   t->msg.next = NULL;
   t->msg.kind = LP_MSG_TASK;
   t->msg.worker_id = 0;
@@ -94,6 +134,8 @@ static void task_destroy(lp_task *t) {
 }
 
 void lp_task_free(lp_pool *p, lp_task *t) {
+  p->tasks[t->slot] = NULL;
+  p->free_slots[p->nfree_slots++] = t->slot;
   if (p->nfree >= FREE_TASKS_MAX) {
     task_destroy(t);
     return;
@@ -120,7 +162,7 @@ void lp_worker_free(lp_worker *w) {
   lp_place_free(w);
   lp_buf_free(&w->exit_msg.body);
   pthread_mutex_destroy(&w->proc.lock);
-  pthread_cond_destroy(&w->wake);
+  sem_destroy(&w->wake);
   free(w);
 }
 
@@ -211,12 +253,12 @@ static int start_worker(lp_pool *p) {
   w->thread_id = atomic_fetch_add(&thread_ids, 1) + 1;
   w->exit_msg.kind = LP_MSG_EXIT;
   w->exit_msg.worker_id = slot + 1;
-  if (lp_cond_init(&w->wake)) {
+  if (sem_init(&w->wake, 0, 0)) {
     free(w);
     return -1;
   }
   if (pthread_mutex_init(&w->proc.lock, NULL)) {
-    pthread_cond_destroy(&w->wake);
+    sem_destroy(&w->wake);
     free(w);
     return -1;
   }
@@ -380,7 +422,7 @@ int lp_pool_submit(lp_pool *p, lp_task *t) {
     spawn = workers_needed(p);
   }
   pthread_mutex_unlock(&p->lock);
-  if (wake) pthread_cond_signal(&wake->wake);
+  if (wake) sem_post(&wake->wake);
   if (spawn && start_workers(p, spawn) == spawn) {
     int none;
     pthread_mutex_lock(&p->lock);
@@ -422,7 +464,7 @@ static void post_failed(lp_pool *p, lp_worker *w, lp_task *t, const char *code,
   lp_task_fail(t, code, message);
   t->msg.worker_id = w->slot + 1;
   t->t_start = t->t_end = lp_now_ns();
-  lp_pool_post(p, &t->msg);
+  lp_pool_post_task(p, t);
 }
 
 int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
@@ -540,7 +582,7 @@ void lp_pool_requeue(lp_pool *p, lp_task *t) {
   if (p->nsleepers > 0) {
     lp_worker *w = p->sleepers[--p->nsleepers];
     w->sleeping = 0;
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
   }
 }
 
@@ -564,7 +606,7 @@ void lp_pool_requeue_mailbox(lp_pool *p, int slot) {
   if (p->nsleepers > 0) {
     lp_worker *w = p->sleepers[--p->nsleepers];
     w->sleeping = 0;
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
   }
 }
 
@@ -676,7 +718,7 @@ int lp_pool_retire_all(lp_pool *p) {
     n++;
     if (w->sleeping) {
       lp_pool_sleeper_remove(p, w);
-      pthread_cond_signal(&w->wake);
+      sem_post(&w->wake);
     }
   }
   pthread_mutex_unlock(&p->lock);
@@ -701,6 +743,12 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
       (void)r;  /* a full pipe is readable already */
     }
   }
+}
+
+void lp_pool_post_task(lp_pool *p, lp_task *t) {
+  lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
+  lp_stats_add(&p->run_time, t->t_end - t->t_start);
+  lp_pool_post(p, &t->msg);
 }
 
 static lp_msg *take_all(lp_pool *p) {
@@ -828,7 +876,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms) {
     lp_worker *w = p->slots[i].w;
     if (!w) continue;
     if (w->sleeping) lp_pool_sleeper_remove(p, w);
-    pthread_cond_signal(&w->wake);
+    sem_post(&w->wake);
     interrupt(p, w);  /* a task, or a task file's top level, may be running */
   }
   pthread_mutex_unlock(&p->lock);
@@ -929,5 +977,7 @@ void lp_pool_release(lp_pool *p) {
   lp_encoder_free(&p->enc);
   free(p->slots);
   free(p->sleepers);
+  free(p->tasks);
+  free(p->free_slots);
   free(p);
 }

@@ -5,6 +5,7 @@
 #define LUAPOOL_POOL_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "buffer.h"
@@ -78,6 +79,7 @@ struct lp_task {
   int stopped_ahead;           /* stopped while sent ahead: never to run */
   uint64_t sent_at;            /* process: where its frame starts in its child's input */
   unsigned id;                 /* never 0; names it across a process boundary */
+  int slot;                    /* its index in the pool's tasks, >= 1: how Lua names it */
   lp_buf in, out;
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 };
@@ -105,7 +107,7 @@ struct lp_worker {
   int slot;                   /* workerId - 1 */
   uint64_t thread_id;         /* threadId: unique in the process, never reused */
   pthread_t thread;
-  pthread_cond_t wake;
+  sem_t wake;                 /* posted to wake it from its sleep */
   /* under the pool lock */
   int sleeping;               /* on the sleepers stack */
   int leaving;                /* out of nlive; the thread is ending */
@@ -180,6 +182,7 @@ struct lp_pool {
   int nsleepers;
   lp_worker **sleepers;       /* stack of workers blocked on their cond */
   lp_slot *slots;             /* max_threads */
+  lp_stats run_time, wait_time;  /* of the tasks posted, added as they are */
   atomic_int stop;
   int signo;                  /* the interrupt signal (interrupt.c) */
   int signal_lost;            /* the host took it over; said so once */
@@ -203,8 +206,12 @@ struct lp_pool {
   lp_spinner spinner;         /* the main thread's, in take() */
   lp_task *free_tasks;
   int nfree;
+  /* Tasks by slot, from 1: Lua names a task by its slot, a small integer
+  ** reused once the task is freed (so the Lua side's books are arrays). */
+  lp_task **tasks;
+  int *free_slots;            /* a stack of slots not in use, below ntasks */
+  int ntasks, nfree_slots, tasks_cap;
   lp_encoder enc;
-  lp_stats run_time, wait_time;
   unsigned next_id;
   /* set once by a process worker that found its program unusable, or
   ** when the task file did not load within loadTimeout (broken_any) */
@@ -225,6 +232,10 @@ struct lp_pool {
 
 int lp_cond_init(pthread_cond_t *c);  /* on the monotonic clock */
 int lp_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, double ms);
+/* Waits for a post on s, up to ms (LP_FOREVER_MS or more: for ever);
+** returns 0 when posted, 1 when the time ran out, -1 when a signal handler
+** ran first (a spurious wake-up). */
+int lp_sem_wait(sem_t *s, double ms);
 
 /* Main thread. */
 lp_pool *lp_pool_new(void);                   /* fill cfg, then init */
@@ -237,6 +248,7 @@ int lp_pool_shutdown(lp_pool *p, double terminate_ms);
 void lp_pool_release(lp_pool *p);             /* drops a reference */
 lp_task *lp_task_new(lp_pool *p);
 void lp_task_free(lp_pool *p, lp_task *t);
+lp_task *lp_task_at(lp_pool *p, long slot);   /* NULL where no task is */
 /* Makes t's outcome a failure with code and message; code NULL: an empty
 ** outcome, which reads as out of memory (as does one that fails to encode). */
 void lp_task_fail(lp_task *t, const char *code, const char *message);
@@ -298,6 +310,8 @@ void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
+/* Posts a finished task, its times added to the pool's statistics. Lock held. */
+void lp_pool_post_task(lp_pool *p, lp_task *t);
 /* On w's thread: posts a postMessage value once fewer than LP_MESSAGES_MAX
 ** wait for the host, blocking until then; -1 (m freed, not posted) when the
 ** task w runs, or the pool, is to stop meanwhile. */

@@ -102,7 +102,9 @@ static void push_view(lua_State *L, lp_state *s) {
 #define make_room(L) ((void)(L))
 #endif
 
-/* Runs protected: libraries, paths, os.exit, the worker view. */
+static void push_run_task(lua_State *L, lp_state *s);
+
+/* Runs protected: libraries, paths, os.exit, the worker view, run_task. */
 static int setup_state(lua_State *L) {
   lp_state *s = (lp_state *)lua_touserdata(L, 1);
   make_room(L);
@@ -133,6 +135,9 @@ static int setup_state(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, "luapool.files");
   lua_pushlightuserdata(L, s);
   lua_setfield(L, LUA_REGISTRYINDEX, SELF_KEY);
+  lp_interrupt_attach(&s->intr, L);
+  push_run_task(L, s);
+  s->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -344,6 +349,7 @@ typedef struct task_io {
   size_t len;
   lp_buf *out;
   int failed;
+  int oom;  /* the state ran out of memory: it may be inconsistent */
 } task_io;
 
 /* Pushes a length-prefixed string of the task's header. */
@@ -459,16 +465,27 @@ static void put_error(lp_state *s, task_io *t, const char *code, int v,
   lua_settop(L, top);
 }
 
-/* Runs protected, with the state and the task as light userdata. Stack:
-** 1 traceback, 2 handler, 3.. arguments; then 2.. results. */
+/* run_task's upvalues: made once a state, so that a task allocates no
+** closure and interns no registry key. */
+enum { UP_STATE = 1, UP_CODE_KEY, UP_TRACEBACK_KEY, UP_TRACEBACK };
+
+/* clear_field, for the key string in upvalue up. */
+static void clear_key(lua_State *L, int up) {
+  lua_pushvalue(L, lua_upvalueindex(up));
+  lua_pushboolean(L, 0);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* Runs protected, on s->io. Stack: 1 traceback, 2 handler, 3.. arguments;
+** then 2.. results. */
 static int run_task(lua_State *L) {
-  lp_state *s = (lp_state *)lua_touserdata(L, 1);
-  task_io *t = (task_io *)lua_touserdata(L, 2);
+  lp_state *s = (lp_state *)lua_touserdata(L, lua_upvalueindex(UP_STATE));
+  task_io *t = s->io;
   size_t pos = 1;
   int kind = t->len ? (unsigned char)t->in[0] : -1, status;
   lua_settop(L, 0);
-  clear_field(L, CODE_KEY);
-  lua_pushcfunction(L, traceback);
+  clear_key(L, UP_CODE_KEY);
+  lua_pushvalue(L, lua_upvalueindex(UP_TRACEBACK));
   if (kind == LP_RUN_DEFAULT) {
     push_default_handler(L, s);
   } else if (kind == LP_RUN_FILE) {
@@ -480,8 +497,9 @@ static int run_task(lua_State *L) {
   } else if (kind != LP_RUN_HANDLER) {
     return luaL_error(L, "luapool: corrupt task");
   }
-  lp_decode(L, t->in + pos, t->len - pos);
-  clear_field(L, TRACEBACK_KEY);  /* none from an earlier task, should msgh fail */
+  if (lp_decode_scalar(L, t->in + pos, t->len - pos) < 0)  /* else a scalar, pushed */
+    lp_decode(L, t->in + pos, t->len - pos);
+  clear_key(L, UP_TRACEBACK_KEY);  /* none from an earlier task, should msgh fail */
   make_room(L);
   s->heap.refused = 0;
   s->heap.enforce = 1;
@@ -491,8 +509,7 @@ static int run_task(lua_State *L) {
     char msg[128];
     snprintf(msg, sizeof msg, "Out of memory: the task's state reached its heap limit of %zu bytes",
              s->heap.limit);
-    lua_pushliteral(L, "out_of_memory");
-    lua_setfield(L, LUA_REGISTRYINDEX, CODE_KEY);
+    t->oom = 1;
     put_error(s, t, "out_of_memory", 2, s->heap.limit ? msg : "Out of memory", NULL);
     return 0;
   }
@@ -509,13 +526,12 @@ static int run_task(lua_State *L) {
   return 0;
 }
 
-/* Whether the last task ran out of memory: its state may be inconsistent. */
-static int out_of_memory(lua_State *L) {
-  int r;
-  lua_getfield(L, LUA_REGISTRYINDEX, CODE_KEY);
-  r = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "out_of_memory") == 0;
-  lua_pop(L, 1);
-  return r;
+static void push_run_task(lua_State *L, lp_state *s) {
+  lua_pushlightuserdata(L, s);
+  lua_pushliteral(L, CODE_KEY);
+  lua_pushliteral(L, TRACEBACK_KEY);
+  lua_pushcfunction(L, traceback);
+  lua_pushcclosure(L, run_task, 4);
 }
 
 int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *out,
@@ -526,14 +542,14 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
   t.in = in;
   t.len = len;
   t.out = out;
-  t.failed = 0;
+  t.failed = t.oom = 0;
   lua_settop(L, 0);
   if (lp_interrupt_enter(&s->intr, L, id)) {
     int status;
-    lua_pushcfunction(L, run_task);
-    lua_pushlightuserdata(L, s);
-    lua_pushlightuserdata(L, &t);
-    status = lua_pcall(L, 2, 0, 0);
+    s->io = &t;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->run_ref);
+    status = lua_pcall(L, 0, 0, 0);
+    s->io = NULL;
     s->heap.enforce = 0;
     if (status == LUA_ERRMEM) {
       lua_pushnil(L);
@@ -544,7 +560,7 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
       code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "task_error";
       put_error(s, &t, code, 1, NULL, NULL);
     }
-    stopped = out_of_memory(L);
+    stopped = t.oom;
   }
   lua_settop(L, 0);
   if (atomic_load(s->intr.cancel) == id || atomic_load(s->intr.stop)) {

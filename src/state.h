@@ -56,6 +56,8 @@ typedef struct lp_state {
   lp_heap heap;
   lp_encoder enc;
   int default_ref;              /* the default handler, once resolved */
+  int run_ref;                  /* run_task's closure, made once (state.c) */
+  struct task_io *io;           /* the task it runs, while it does */
   lua_Number exit_code;         /* after os.exit (intr.exiting), as given */
   char load_error[512];         /* the task file's load_error when it opened, or "" */
 } lp_state;

@@ -3,12 +3,14 @@
 #include <math.h>
 #include "stats.h"
 
-static int bucket_of(double ms) {
-  double ns = ms * 1e6;
+/* In integers: the power of two below ns, and the eighth of it ns is in. */
+static int bucket_of(uint64_t ns) {
   int e, b;
-  if (!(ns >= 1)) return 0;
-  e = ilogb(ns);
-  b = e * 8 + (int)((ns / ldexp(1.0, e) - 1) * 8);
+  uint64_t top;
+  if (ns == 0) return 0;
+  e = 63 - __builtin_clzll(ns);
+  top = e >= 3 ? ns >> (e - 3) : ns << (3 - e);  /* 8..15 */
+  b = e * 8 + (int)(top - 8);
   return b < LP_STATS_BUCKETS ? b : LP_STATS_BUCKETS - 1;
 }
 
@@ -16,13 +18,14 @@ static double bucket_mid(int b) {
   return ldexp(1.0 + ((b % 8) + 0.5) / 8, b / 8) / 1e6;
 }
 
-void lp_stats_add(lp_stats *s, double ms) {
+void lp_stats_add(lp_stats *s, uint64_t ns) {
+  double ms = (double)ns / 1e6;
   if (s->count == 0 || ms < s->min) s->min = ms;
   if (s->count == 0 || ms > s->max) s->max = ms;
   s->count++;
   s->sum += ms;
   s->sumsq += ms * ms;
-  s->bucket[bucket_of(ms)]++;
+  s->bucket[bucket_of(ns)]++;
 }
 
 double lp_stats_percentile(const lp_stats *s, double p) {

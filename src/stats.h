@@ -1,5 +1,5 @@
 /* Running statistics of durations (ms): count, extremes, moments and a
-** log-scaled histogram for percentiles. Updated by the main thread only. */
+** log-scaled histogram for percentiles. A pool's are added to under its lock. */
 #ifndef LUAPOOL_STATS_H
 #define LUAPOOL_STATS_H
 
@@ -13,7 +13,8 @@ typedef struct lp_stats {
   uint64_t bucket[LP_STATS_BUCKETS];
 } lp_stats;
 
-void lp_stats_add(lp_stats *s, double ms);
+/* A duration of ns nanoseconds (kept in ms). */
+void lp_stats_add(lp_stats *s, uint64_t ns);
 double lp_stats_percentile(const lp_stats *s, double p);
 
 #endif

@@ -73,20 +73,24 @@ static int load(lp_worker *w, int (*open)(lp_worker *, char *, size_t), char *er
   return r;
 }
 
-/* Sleeps on the worker's own condition; returns 1 when an idle timeout
-** says this worker should end. Lock held. */
+/* Sleeps on the worker's own semaphore, the lock released; returns 1 when
+** an idle timeout says this worker should end. Lock held. A semaphore, not
+** a condition on the pool's lock: glibc takes a mutex back after a wait as
+** contended, so that the next unlock of the pool's lock made a system call
+** (one a wake-up) that nobody waited for. A post that comes after the
+** worker stopped waiting (a timeout, a signal) wakes its next sleep at once:
+** spurious, and harmless. */
 static int sleep_until_work(lp_pool *p, lp_worker *w) {
-  int timed = p->nlive > p->cfg.min_threads, r = 0;
+  int timed = p->nlive > p->cfg.min_threads, r;
   w->sleeping = 1;
   p->sleepers[p->nsleepers++] = w;
   atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
-  if (timed)
-    r = lp_cond_timedwait(&w->wake, &p->lock, p->cfg.idle_timeout_ms);
-  else
-    pthread_cond_wait(&w->wake, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+  r = lp_sem_wait(&w->wake, timed ? p->cfg.idle_timeout_ms : LP_FOREVER_MS);
+  pthread_mutex_lock(&p->lock);
   atomic_fetch_add_explicit(&p->nawake, 1, memory_order_relaxed);
   if (w->sleeping) lp_pool_sleeper_remove(p, w);  /* a timeout, or spurious */
-  return timed && r != 0 && !p->head && !p->slots[w->slot].mine &&
+  return timed && r == 1 && !p->head && !p->slots[w->slot].mine &&
          p->nlive > p->cfg.min_threads;
 }
 
@@ -123,7 +127,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   atomic_store(&t->state, LP_TASK_DONE);
   if (w->detached) {  /* the pool gave up on us while we ran */
     atomic_fetch_sub_explicit(&p->nawake, 1, memory_order_relaxed);
-    lp_pool_post(p, &t->msg);
+    lp_pool_post_task(p, t);
     pthread_mutex_unlock(&p->lock);
     w->rt->close(w);
     lp_worker_free(w);
@@ -131,7 +135,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
     return -1;
   }
   p->idle++;  /* before the result is seen: its sender may submit again */
-  lp_pool_post(p, &t->msg);
+  lp_pool_post_task(p, t);
   if (stopped) {  /* its state ran its last task: those sent ahead never start */
     lp_pool_requeue_sent(p, w);
     return 1;

@@ -156,7 +156,8 @@ function Stream:settle(rec)
   if self.stopped then return end
   rec.settled = true
   local t = rec.task
-  if t and t._state == "rejected" then rec.err = t._err end
+  local failure = t and t:_failure()
+  if failure then rec.err = failure end
   -- lua.c's Ctrl-C, raised while the core copied a result in: the caller's
   if rec.err and tostring(rec.err.message):find("interrupted!$") then error("interrupted!", 0) end
   if rec.err and rec.n > 1 and RETRY[rec.err.code] and not self.stopped then
