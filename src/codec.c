@@ -28,6 +28,15 @@
 #include "shared.h"
 #include "wire.h"
 
+/* A C function may use some 8000 stack slots in LuaJIT and Lua 5.1, and
+** each level of nesting takes two; deeper values go on fresh coroutine
+** stacks, a new one every LEVELS_PER_STACK levels. Room on a stack is made
+** every STACK_STEP levels, for that many: a level holds three slots at most
+** (a table, a key, a value), the deepest a few more for a moment. */
+#define LEVELS_PER_STACK 2000
+#define STACK_STEP 8
+#define STACK_ROOM (3 * STACK_STEP + 8)
+
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
   T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_KEY, T_HANDLE, T_CDATA, T_MODULE,
@@ -135,7 +144,7 @@ static unsigned char *varint_at(unsigned char *p, uint64_t v) {
   return p;
 }
 
-static int put_byte(lp_encoder *e, int c) {
+static inline int put_byte(lp_encoder *e, int c) {
   unsigned char *p = room(e, 1);
   if (!p) return -1;
   *p++ = (unsigned char)c;
@@ -144,7 +153,7 @@ static int put_byte(lp_encoder *e, int c) {
 }
 
 /* A tag and a varint. */
-static int put_head(lp_encoder *e, int tag, uint64_t v) {
+static inline int put_head(lp_encoder *e, int tag, uint64_t v) {
   unsigned char *p = room(e, 1 + LP_VARINT_MAX);
   if (!p) return -1;
   *p++ = (unsigned char)tag;
@@ -365,12 +374,15 @@ static int put_table(lp_encoder *e, int idx) {
     double gap = nhash ? -1 : array_gap(L, idx, top + 1, narr, &len);
     int r;
     if (gap >= 0) {
-      if ((narr == 0 && reserve_records(e, idx, top + 2)) || !(p = room(e, (size_t)gap))) {
+      if ((narr == 0 && reserve_records(e, idx, top + 2)) ||
+          (gap > 0 && !(p = room(e, (size_t)gap)))) {
         lua_settop(L, top);
         return oom(e);
       }
-      memset(p, T_NIL, (size_t)gap);
-      done(e, p + (size_t)gap);
+      if (gap > 0) {
+        memset(p, T_NIL, (size_t)gap);
+        done(e, p + (size_t)gap);
+      }
       r = put_value(e, top + 2);
       narr += (uint32_t)gap + 1;
     } else {
@@ -436,11 +448,6 @@ static int put_function(lp_encoder *e, int idx) {
   }
   return 0;
 }
-
-/* A C function may use some 8000 stack slots in LuaJIT and Lua 5.1, and
-** each level of nesting takes two; deeper values go on fresh coroutine
-** stacks, a new one every LEVELS_PER_STACK levels. */
-#define LEVELS_PER_STACK 2000
 
 static int put_on_new_stack(lp_encoder *e, int idx) {
   lua_State *L = e->L, *T = lua_newthread(L);  /* anchored on L */
@@ -517,7 +524,8 @@ static int put_nested(lp_encoder *e, int idx, int type) {
   int r;
   if (e->modules && put_module(e, idx, &r)) return r;
   if (p == e->globals) return put_byte(e, T_GLOBALS);
-  if (e->depth >= LP_CODEC_MAXDEPTH || !lua_checkstack(L, 4))
+  if (e->depth >= LP_CODEC_MAXDEPTH ||
+      (e->depth % STACK_STEP == 0 && !lua_checkstack(L, STACK_ROOM)))
     return fail(e, "%s", ": nested too deep");
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
   e->depth++;
@@ -691,7 +699,6 @@ static void get_table(lp_decoder *d, int shared) {
   if (narr > left || nhash > left / 2 || narr + 2 * (uint64_t)nhash > left ||
       narr > INT32_MAX || nhash > INT32_MAX)
     bad(d);
-  luaL_checkstack(L, 4, "luapool: value nested too deep");
   lua_createtable(L, (int)narr, (int)nhash);
   keep_shared(d, shared, ref);
   for (i = 1; i <= narr; i++) {
@@ -731,7 +738,6 @@ static void get_function(lp_decoder *d, int shared) {
   c.p = (const char *)d->p;
   c.n = (size_t)size;
   d->p += size;
-  luaL_checkstack(L, 4, "luapool: value nested too deep");
   if (lp_load(L, chunk_reader, &c, "=luapool") != LUA_OK) lua_error(L);
   keep_shared(d, shared, ref);
   if (d->p >= d->end) bad(d);
@@ -775,6 +781,8 @@ static void get_nested(lp_decoder *d, int tag) {
   if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC))
     luaL_error(d->L, "a function cannot come from another process (its bytecode is not "
                "loaded: a process that went wrong could have written it)");
+  if (d->depth % STACK_STEP == 0)
+    luaL_checkstack(d->L, STACK_ROOM, "luapool: value nested too deep");
   if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
   else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
   else get_function(d, tag == T_FUNC_SHARED);
