@@ -303,6 +303,7 @@ static void path_key(lp_encoder *e, lua_State *L, int k) {
 }
 
 static int put_value(lp_encoder *e, int idx);
+static int put_typed(lp_encoder *e, int idx, int type);
 
 /* A table or function seen before becomes a reference, and its first
 ** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
@@ -333,11 +334,11 @@ static int put_seen(lp_encoder *e, const void *p) {
 
 /* A list of many tables (records) grows the seen map in one step, not by
 ** doubling as they come: room for two tables a record (one nested in
-** each, or the map's next doubling made at once); 0, or -1 out of memory. */
-static int reserve_records(lp_encoder *e, int idx, int first) {
-  size_t n;
-  if (lua_type(e->L, first) != LUA_TTABLE || (n = lp_rawlen(e->L, idx)) < 1024) return 0;
-  return map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
+** each, or the map's next doubling made at once); called when its first
+** value is a table. 0, or -1 out of memory. */
+static int reserve_records(lp_encoder *e, int idx) {
+  size_t n = lp_rawlen(e->L, idx);
+  return n < 1024 ? 0 : map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
 }
 
 /* Whether the key at k goes on the array section, now narr values long:
@@ -374,7 +375,8 @@ static int put_table(lp_encoder *e, int idx) {
     double gap = nhash ? -1 : array_gap(L, idx, top + 1, narr, &len);
     int r;
     if (gap >= 0) {
-      if ((narr == 0 && reserve_records(e, idx, top + 2)) ||
+      int type = lua_type(L, top + 2);
+      if ((narr == 0 && type == LUA_TTABLE && reserve_records(e, idx)) ||
           (gap > 0 && !(p = room(e, (size_t)gap)))) {
         lua_settop(L, top);
         return oom(e);
@@ -383,7 +385,7 @@ static int put_table(lp_encoder *e, int idx) {
         memset(p, T_NIL, (size_t)gap);
         done(e, p + (size_t)gap);
       }
-      r = put_value(e, top + 2);
+      r = put_typed(e, top + 2, type);
       narr += (uint32_t)gap + 1;
     } else {
       r = put_value(e, top + 1) || put_value(e, top + 2);
@@ -535,10 +537,9 @@ static int put_nested(lp_encoder *e, int idx, int type) {
   return r;
 }
 
-/* idx is absolute. */
-static int put_value(lp_encoder *e, int idx) {
+/* idx is absolute; type is lua_type's. */
+static int put_typed(lp_encoder *e, int idx, int type) {
   lua_State *L = e->L;
-  int type = lua_type(L, idx);
   switch (type) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
@@ -548,6 +549,10 @@ static int put_value(lp_encoder *e, int idx) {
     case LUA_TFUNCTION: return put_nested(e, idx, type);
     default: return put_other(e, idx);
   }
+}
+
+static int put_value(lp_encoder *e, int idx) {
+  return put_typed(e, idx, lua_type(e->L, idx));
 }
 
 static void encoder_reset(lp_encoder *e) {
