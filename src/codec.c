@@ -34,6 +34,12 @@
 ** every STACK_STEP levels, for that many: a level holds three slots at most
 ** (a table, a key, a value), the deepest a few more for a moment. */
 #define LEVELS_PER_STACK 2000
+
+#ifdef __GNUC__
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
 #define STACK_STEP 8
 #define STACK_ROOM (3 * STACK_STEP + 8)
 
@@ -509,7 +515,7 @@ static int put_cdata(lp_encoder *e, int idx) {
   return r ? -1 : 0;
 }
 
-static int put_other(lp_encoder *e, int idx) {
+static NOINLINE int put_other(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   lp_shared *o;
   int r;
@@ -519,8 +525,9 @@ static int put_other(lp_encoder *e, int idx) {
   return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
 }
 
-/* A table or function: the globals table, a reference, or written whole. */
-static int put_nested(lp_encoder *e, int idx, int type) {
+/* A table or function: the globals table, a reference, or written whole.
+** Not inlined: put_typed, which runs for every value, stays small. */
+static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
   lua_State *L = e->L;
   const void *p = lua_topointer(L, idx);
   int r;
