@@ -63,51 +63,72 @@ static size_t hashptr(const void *p, int shift) {
   return (size_t)(x ^ (x >> 16) ^ (x >> 32));
 }
 
-/* p's entry, or the empty slot where it goes (the map is never full). */
-static lp_seen *map_find(lp_ptrmap *m, const void *p, int shift) {
+/* The slot of p, or the empty one where it goes (the map is never full). */
+static size_t map_find(const lp_ptrmap *m, const void *p, int shift) {
   size_t i = hashptr(p, shift) & m->mask;
   for (;; i = (i + 1) & m->mask) {
-    lp_seen *s = &m->slot[i];
-    if (s->gen != m->gen) return s;        /* empty slot */
-    if (s->key == p) return s;
+    uint32_t v = m->slot[i];
+    if (v <= m->base || m->ptrs[v - m->base - 1] == p) return i;
   }
+}
+
+/* The number of the entry in slot i, or -1 when it is empty. */
+static int64_t map_number(const lp_ptrmap *m, size_t i) {
+  return m->slot[i] > m->base ? (int64_t)(m->slot[i] - m->base - 1) : -1;
+}
+
+/* Adds p in slot i (empty, from map_find, with room made); its number. */
+static uint32_t map_add(lp_ptrmap *m, size_t i, const void *p) {
+  uint32_t n = (uint32_t)m->used++;
+  m->ptrs[n] = p;
+  m->slot[i] = m->base + 1 + n;
+  return n;
 }
 
 /* Room for n entries in all, at most half the slots used; 0 or -1. */
 static int map_grow(lp_ptrmap *m, size_t n, int shift) {
   size_t oldcap = m->slot ? m->mask + 1 : 0, cap = oldcap ? oldcap : 64, i;
-  lp_seen *old = m->slot, *s;
-  while (n > cap / 2) {
-    if (cap > (size_t)-1 / 2 / sizeof *s) return -1;
-    cap *= 2;
+  uint32_t *s;
+  if (n >= UINT32_MAX / 2) return -1;  /* base + 1 + a number fits */
+  if (n > m->nptrs) {
+    size_t k = m->nptrs * 2 > n ? m->nptrs * 2 : n;
+    const void **p = realloc(m->ptrs, k * sizeof *p);
+    if (!p) return -1;
+    m->ptrs = p;
+    m->nptrs = k;
   }
+  while (n > cap / 2) cap *= 2;
   if (cap == oldcap) return 0;
   if (!(s = calloc(cap, sizeof *s))) return -1;
+  free(m->slot);
   m->slot = s;
   m->mask = cap - 1;
-  for (i = 0; i < oldcap; i++)
-    if (old[i].gen == m->gen) *map_find(m, old[i].key, shift) = old[i];
-  free(old);
+  m->base = 0;
+  for (i = 0; i < m->used; i++) s[map_find(m, m->ptrs[i], shift)] = (uint32_t)i + 1;
   return 0;
 }
 
 static int map_room(lp_ptrmap *m, int shift) {
-  if (m->slot && m->used + 1 <= (m->mask + 1) / 2) return 0;
+  if (m->slot && m->used + 1 <= (m->mask + 1) / 2 && m->used < m->nptrs) return 0;
   return map_grow(m, m->used + 1, shift);
 }
 
 static void map_clear(lp_ptrmap *m) {
+  m->base += (uint32_t)m->used;
   m->used = 0;
-  if (++m->gen == 0) {  /* generation counter wrapped: really clear */
+  if (m->base >= UINT32_MAX / 2) {  /* numbers would wrap: really clear */
     if (m->slot) memset(m->slot, 0, (m->mask + 1) * sizeof *m->slot);
-    m->gen = 1;
+    m->base = 0;
   }
 }
 
 static void map_free(lp_ptrmap *m) {
   free(m->slot);
+  free(m->ptrs);
   m->slot = NULL;
-  m->mask = m->used = 0;
+  m->ptrs = NULL;
+  m->mask = m->used = m->nptrs = 0;
+  m->base = 0;
 }
 
 void lp_encoder_free(lp_encoder *e) {
@@ -214,9 +235,9 @@ static int seen_recently(lp_encoder *e, const char *s) {
   lp_seen *slot;
   if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
   slot = &e->recent[hashptr(s, KEY_SHIFT) & (LP_CODEC_RECENT - 1)];
-  if (slot->key == s && slot->gen == e->keys.gen) return 1;
+  if (slot->key == s && slot->gen == e->msg) return 1;
   slot->key = s;
-  slot->gen = e->keys.gen;
+  slot->gen = e->msg;
   return 0;
 }
 
@@ -227,20 +248,15 @@ static int seen_recently(lp_encoder *e, const char *s) {
 static int put_string(lp_encoder *e, int idx) {
   size_t n;
   const char *s = lua_tolstring(e->L, idx, &n);
-  lp_seen *k;
+  int64_t k;
   int r;
   if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
-  if (e->keys.used) {
-    k = map_find(&e->keys, s, KEY_SHIFT);
-    if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
-  }
+  if (e->keys.used && (k = map_number(&e->keys, map_find(&e->keys, s, KEY_SHIFT))) >= 0)
+    return put_head(e, T_KEYREF, (uint64_t)k);
   if ((r = seen_recently(e, s)) <= 0 || e->keys.used >= LP_CODEC_MAXKEYS)
     return r < 0 ? oom(e) : put_tagged_bytes(e, T_STR, s, n);
   if (map_room(&e->keys, KEY_SHIFT) || put_tagged_bytes(e, T_KEY, s, n)) return oom(e);
-  k = map_find(&e->keys, s, KEY_SHIFT);
-  k->key = s;
-  k->gen = e->keys.gen;
-  k->ref = (uint32_t)e->keys.used++;
+  map_add(&e->keys, map_find(&e->keys, s, KEY_SHIFT), s);
   return 0;
 }
 
@@ -314,7 +330,8 @@ static int put_typed(lp_encoder *e, int idx, int type);
 /* A table or function seen before becomes a reference, and its first
 ** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
 static int put_seen(lp_encoder *e, const void *p) {
-  lp_seen *s;
+  size_t i;
+  int64_t ref;
   if (map_room(&e->seen, SEEN_SHIFT)) return oom(e);
   if (e->nextref >= e->ntagpos) {
     size_t n = e->ntagpos ? e->ntagpos * 2 : 64;
@@ -323,18 +340,15 @@ static int put_seen(lp_encoder *e, const void *p) {
     e->tagpos = t;
     e->ntagpos = n;
   }
-  s = map_find(&e->seen, p, SEEN_SHIFT);
-  if (s->gen == e->seen.gen) {
-    char *tag = &e->out->data[e->tagpos[s->ref]];
+  i = map_find(&e->seen, p, SEEN_SHIFT);
+  if ((ref = map_number(&e->seen, i)) >= 0) {
+    char *tag = &e->out->data[e->tagpos[ref]];
     if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
     else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
-    return put_head(e, T_REF, s->ref) ? -1 : 1;
+    return put_head(e, T_REF, (uint64_t)ref) ? -1 : 1;
   }
-  s->key = p;
-  s->gen = e->seen.gen;
-  s->ref = e->nextref++;
-  e->tagpos[s->ref] = e->out->len;
-  e->seen.used++;
+  e->tagpos[map_add(&e->seen, i, p)] = e->out->len;
+  e->nextref++;
   return 0;
 }
 
@@ -564,6 +578,10 @@ static int put_value(lp_encoder *e, int idx) {
 
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
+  if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
+    if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);
+    e->msg = 1;
+  }
   map_clear(&e->seen);
   map_clear(&e->keys);
 }
