@@ -388,6 +388,35 @@ describe("codec", function()
       assert.are.equal(x, z[1])
     end)
 
+    -- The encoder's map of tables grows while it holds some (a list of many records
+    -- after a shared one) and is emptied between messages by a counter: a table of
+    -- the last message must not be taken for one of this message.
+    it("keeps shared references in long lists, message after message", function()
+      local s = { v = 1 }
+      local function list(n)
+        local l = { s }
+        for i = 2, n do l[i] = { i = i, s = s, name = "k" .. i % 7 } end
+        l[n + 1] = l
+        return l
+      end
+      for _, n in ipairs { 3000, 10, 20000, 3000 } do
+        local l = list(n)
+        local r = rt(l)
+        assert.are.equal(n + 1, #r)
+        assert.are.equal(r, r[n + 1])
+        assert.are.equal(r[1], r[2].s)
+        assert.are.equal(r[1], r[n].s)
+        assert.are.equal(n, r[n].i)
+        assert.are.equal("k" .. n % 7, r[n].name)
+        assert.are_not.equal(r[2], r[3])
+        -- the same tables again, in a new message: copies, not references to the last
+        local r2 = rt({ l[2], l[2], s })
+        assert.are.equal(r2[1], r2[2])
+        assert.are_not.equal(r2[1], r2[3])
+        assert.are.same({ i = 2, s = { v = 1 }, name = "k2" }, r2[1])
+      end
+    end)
+
     it("tables nested 5000 levels deep cross (through array slots)", function()
       local r = rt(nest(5000, 1))
       local d, leaf = depth_of(r, 1)

@@ -28,6 +28,21 @@
 #include "shared.h"
 #include "wire.h"
 
+/* A C function may use some 8000 stack slots in LuaJIT and Lua 5.1, and
+** each level of nesting takes two; deeper values go on fresh coroutine
+** stacks, a new one every LEVELS_PER_STACK levels. Room on a stack is made
+** every STACK_STEP levels, for that many: a level holds three slots at most
+** (a table, a key, a value), the deepest a few more for a moment. */
+#define LEVELS_PER_STACK 2000
+
+#ifdef __GNUC__
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+#define STACK_STEP 8
+#define STACK_ROOM (3 * STACK_STEP + 8)
+
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
   T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_KEY, T_HANDLE, T_CDATA, T_MODULE,
@@ -48,51 +63,72 @@ static size_t hashptr(const void *p, int shift) {
   return (size_t)(x ^ (x >> 16) ^ (x >> 32));
 }
 
-/* p's entry, or the empty slot where it goes (the map is never full). */
-static lp_seen *map_find(lp_ptrmap *m, const void *p, int shift) {
+/* The slot of p, or the empty one where it goes (the map is never full). */
+static size_t map_find(const lp_ptrmap *m, const void *p, int shift) {
   size_t i = hashptr(p, shift) & m->mask;
   for (;; i = (i + 1) & m->mask) {
-    lp_seen *s = &m->slot[i];
-    if (s->gen != m->gen) return s;        /* empty slot */
-    if (s->key == p) return s;
+    uint32_t v = m->slot[i];
+    if (v <= m->base || m->ptrs[v - m->base - 1] == p) return i;
   }
+}
+
+/* The number of the entry in slot i, or -1 when it is empty. */
+static int64_t map_number(const lp_ptrmap *m, size_t i) {
+  return m->slot[i] > m->base ? (int64_t)(m->slot[i] - m->base - 1) : -1;
+}
+
+/* Adds p in slot i (empty, from map_find, with room made); its number. */
+static uint32_t map_add(lp_ptrmap *m, size_t i, const void *p) {
+  uint32_t n = (uint32_t)m->used++;
+  m->ptrs[n] = p;
+  m->slot[i] = m->base + 1 + n;
+  return n;
 }
 
 /* Room for n entries in all, at most half the slots used; 0 or -1. */
 static int map_grow(lp_ptrmap *m, size_t n, int shift) {
   size_t oldcap = m->slot ? m->mask + 1 : 0, cap = oldcap ? oldcap : 64, i;
-  lp_seen *old = m->slot, *s;
-  while (n > cap / 2) {
-    if (cap > (size_t)-1 / 2 / sizeof *s) return -1;
-    cap *= 2;
+  uint32_t *s;
+  if (n >= UINT32_MAX / 2) return -1;  /* base + 1 + a number fits */
+  if (n > m->nptrs) {
+    size_t k = m->nptrs * 2 > n ? m->nptrs * 2 : n;
+    const void **p = realloc(m->ptrs, k * sizeof *p);
+    if (!p) return -1;
+    m->ptrs = p;
+    m->nptrs = k;
   }
+  while (n > cap / 2) cap *= 2;
   if (cap == oldcap) return 0;
   if (!(s = calloc(cap, sizeof *s))) return -1;
+  free(m->slot);
   m->slot = s;
   m->mask = cap - 1;
-  for (i = 0; i < oldcap; i++)
-    if (old[i].gen == m->gen) *map_find(m, old[i].key, shift) = old[i];
-  free(old);
+  m->base = 0;
+  for (i = 0; i < m->used; i++) s[map_find(m, m->ptrs[i], shift)] = (uint32_t)i + 1;
   return 0;
 }
 
 static int map_room(lp_ptrmap *m, int shift) {
-  if (m->slot && m->used + 1 <= (m->mask + 1) / 2) return 0;
+  if (m->slot && m->used + 1 <= (m->mask + 1) / 2 && m->used < m->nptrs) return 0;
   return map_grow(m, m->used + 1, shift);
 }
 
 static void map_clear(lp_ptrmap *m) {
+  m->base += (uint32_t)m->used;
   m->used = 0;
-  if (++m->gen == 0) {  /* generation counter wrapped: really clear */
+  if (m->base >= UINT32_MAX / 2) {  /* numbers would wrap: really clear */
     if (m->slot) memset(m->slot, 0, (m->mask + 1) * sizeof *m->slot);
-    m->gen = 1;
+    m->base = 0;
   }
 }
 
 static void map_free(lp_ptrmap *m) {
   free(m->slot);
+  free(m->ptrs);
   m->slot = NULL;
-  m->mask = m->used = 0;
+  m->ptrs = NULL;
+  m->mask = m->used = m->nptrs = 0;
+  m->base = 0;
 }
 
 void lp_encoder_free(lp_encoder *e) {
@@ -135,7 +171,7 @@ static unsigned char *varint_at(unsigned char *p, uint64_t v) {
   return p;
 }
 
-static int put_byte(lp_encoder *e, int c) {
+static inline int put_byte(lp_encoder *e, int c) {
   unsigned char *p = room(e, 1);
   if (!p) return -1;
   *p++ = (unsigned char)c;
@@ -144,7 +180,7 @@ static int put_byte(lp_encoder *e, int c) {
 }
 
 /* A tag and a varint. */
-static int put_head(lp_encoder *e, int tag, uint64_t v) {
+static inline int put_head(lp_encoder *e, int tag, uint64_t v) {
   unsigned char *p = room(e, 1 + LP_VARINT_MAX);
   if (!p) return -1;
   *p++ = (unsigned char)tag;
@@ -199,9 +235,9 @@ static int seen_recently(lp_encoder *e, const char *s) {
   lp_seen *slot;
   if (!e->recent && !(e->recent = calloc(LP_CODEC_RECENT, sizeof *e->recent))) return -1;
   slot = &e->recent[hashptr(s, KEY_SHIFT) & (LP_CODEC_RECENT - 1)];
-  if (slot->key == s && slot->gen == e->keys.gen) return 1;
+  if (slot->key == s && slot->gen == e->msg) return 1;
   slot->key = s;
-  slot->gen = e->keys.gen;
+  slot->gen = e->msg;
   return 0;
 }
 
@@ -212,20 +248,15 @@ static int seen_recently(lp_encoder *e, const char *s) {
 static int put_string(lp_encoder *e, int idx) {
   size_t n;
   const char *s = lua_tolstring(e->L, idx, &n);
-  lp_seen *k;
+  int64_t k;
   int r;
   if (n > LP_CODEC_KEYLEN) return put_tagged_bytes(e, T_STR, s, n);
-  if (e->keys.used) {
-    k = map_find(&e->keys, s, KEY_SHIFT);
-    if (k->gen == e->keys.gen) return put_head(e, T_KEYREF, k->ref);
-  }
+  if (e->keys.used && (k = map_number(&e->keys, map_find(&e->keys, s, KEY_SHIFT))) >= 0)
+    return put_head(e, T_KEYREF, (uint64_t)k);
   if ((r = seen_recently(e, s)) <= 0 || e->keys.used >= LP_CODEC_MAXKEYS)
     return r < 0 ? oom(e) : put_tagged_bytes(e, T_STR, s, n);
   if (map_room(&e->keys, KEY_SHIFT) || put_tagged_bytes(e, T_KEY, s, n)) return oom(e);
-  k = map_find(&e->keys, s, KEY_SHIFT);
-  k->key = s;
-  k->gen = e->keys.gen;
-  k->ref = (uint32_t)e->keys.used++;
+  map_add(&e->keys, map_find(&e->keys, s, KEY_SHIFT), s);
   return 0;
 }
 
@@ -294,11 +325,13 @@ static void path_key(lp_encoder *e, lua_State *L, int k) {
 }
 
 static int put_value(lp_encoder *e, int idx);
+static int put_typed(lp_encoder *e, int idx, int type);
 
 /* A table or function seen before becomes a reference, and its first
 ** occurrence is marked shared; returns 1 then, 0 when new, -1 on failure. */
 static int put_seen(lp_encoder *e, const void *p) {
-  lp_seen *s;
+  size_t i;
+  int64_t ref;
   if (map_room(&e->seen, SEEN_SHIFT)) return oom(e);
   if (e->nextref >= e->ntagpos) {
     size_t n = e->ntagpos ? e->ntagpos * 2 : 64;
@@ -307,28 +340,25 @@ static int put_seen(lp_encoder *e, const void *p) {
     e->tagpos = t;
     e->ntagpos = n;
   }
-  s = map_find(&e->seen, p, SEEN_SHIFT);
-  if (s->gen == e->seen.gen) {
-    char *tag = &e->out->data[e->tagpos[s->ref]];
+  i = map_find(&e->seen, p, SEEN_SHIFT);
+  if ((ref = map_number(&e->seen, i)) >= 0) {
+    char *tag = &e->out->data[e->tagpos[ref]];
     if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
     else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
-    return put_head(e, T_REF, s->ref) ? -1 : 1;
+    return put_head(e, T_REF, (uint64_t)ref) ? -1 : 1;
   }
-  s->key = p;
-  s->gen = e->seen.gen;
-  s->ref = e->nextref++;
-  e->tagpos[s->ref] = e->out->len;
-  e->seen.used++;
+  e->tagpos[map_add(&e->seen, i, p)] = e->out->len;
+  e->nextref++;
   return 0;
 }
 
 /* A list of many tables (records) grows the seen map in one step, not by
 ** doubling as they come: room for two tables a record (one nested in
-** each, or the map's next doubling made at once); 0, or -1 out of memory. */
-static int reserve_records(lp_encoder *e, int idx, int first) {
-  size_t n;
-  if (lua_type(e->L, first) != LUA_TTABLE || (n = lp_rawlen(e->L, idx)) < 1024) return 0;
-  return map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
+** each, or the map's next doubling made at once); called when its first
+** value is a table. 0, or -1 out of memory. */
+static int reserve_records(lp_encoder *e, int idx) {
+  size_t n = lp_rawlen(e->L, idx);
+  return n < 1024 ? 0 : map_grow(&e->seen, e->seen.used + 2 * n, SEEN_SHIFT);
 }
 
 /* Whether the key at k goes on the array section, now narr values long:
@@ -365,13 +395,17 @@ static int put_table(lp_encoder *e, int idx) {
     double gap = nhash ? -1 : array_gap(L, idx, top + 1, narr, &len);
     int r;
     if (gap >= 0) {
-      if ((narr == 0 && reserve_records(e, idx, top + 2)) || !(p = room(e, (size_t)gap))) {
+      int type = lua_type(L, top + 2);
+      if ((narr == 0 && type == LUA_TTABLE && reserve_records(e, idx)) ||
+          (gap > 0 && !(p = room(e, (size_t)gap)))) {
         lua_settop(L, top);
         return oom(e);
       }
-      memset(p, T_NIL, (size_t)gap);
-      done(e, p + (size_t)gap);
-      r = put_value(e, top + 2);
+      if (gap > 0) {
+        memset(p, T_NIL, (size_t)gap);
+        done(e, p + (size_t)gap);
+      }
+      r = put_typed(e, top + 2, type);
       narr += (uint32_t)gap + 1;
     } else {
       r = put_value(e, top + 1) || put_value(e, top + 2);
@@ -437,11 +471,6 @@ static int put_function(lp_encoder *e, int idx) {
   return 0;
 }
 
-/* A C function may use some 8000 stack slots in LuaJIT and Lua 5.1, and
-** each level of nesting takes two; deeper values go on fresh coroutine
-** stacks, a new one every LEVELS_PER_STACK levels. */
-#define LEVELS_PER_STACK 2000
-
 static int put_on_new_stack(lp_encoder *e, int idx) {
   lua_State *L = e->L, *T = lua_newthread(L);  /* anchored on L */
   int r;
@@ -500,7 +529,7 @@ static int put_cdata(lp_encoder *e, int idx) {
   return r ? -1 : 0;
 }
 
-static int put_other(lp_encoder *e, int idx) {
+static NOINLINE int put_other(lp_encoder *e, int idx) {
   lua_State *L = e->L;
   lp_shared *o;
   int r;
@@ -510,14 +539,16 @@ static int put_other(lp_encoder *e, int idx) {
   return fail(e, ": a %s cannot cross to another Lua state", luaL_typename(L, idx));
 }
 
-/* A table or function: the globals table, a reference, or written whole. */
-static int put_nested(lp_encoder *e, int idx, int type) {
+/* A table or function: the globals table, a reference, or written whole.
+** Not inlined: put_typed, which runs for every value, stays small. */
+static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
   lua_State *L = e->L;
   const void *p = lua_topointer(L, idx);
   int r;
   if (e->modules && put_module(e, idx, &r)) return r;
   if (p == e->globals) return put_byte(e, T_GLOBALS);
-  if (e->depth >= LP_CODEC_MAXDEPTH || !lua_checkstack(L, 4))
+  if (e->depth >= LP_CODEC_MAXDEPTH ||
+      (e->depth % STACK_STEP == 0 && !lua_checkstack(L, STACK_ROOM)))
     return fail(e, "%s", ": nested too deep");
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
   e->depth++;
@@ -527,10 +558,9 @@ static int put_nested(lp_encoder *e, int idx, int type) {
   return r;
 }
 
-/* idx is absolute. */
-static int put_value(lp_encoder *e, int idx) {
+/* idx is absolute; type is lua_type's. */
+static int put_typed(lp_encoder *e, int idx, int type) {
   lua_State *L = e->L;
-  int type = lua_type(L, idx);
   switch (type) {
     case LUA_TNIL: return put_byte(e, T_NIL);
     case LUA_TBOOLEAN: return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
@@ -542,8 +572,16 @@ static int put_value(lp_encoder *e, int idx) {
   }
 }
 
+static int put_value(lp_encoder *e, int idx) {
+  return put_typed(e, idx, lua_type(e->L, idx));
+}
+
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
+  if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
+    if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);
+    e->msg = 1;
+  }
   map_clear(&e->seen);
   map_clear(&e->keys);
 }
@@ -716,7 +754,6 @@ static void get_table(lp_decoder *d, int shared) {
   if (narr > left || nhash > left / 2 || narr + 2 * (uint64_t)nhash > left ||
       narr > INT32_MAX || nhash > INT32_MAX)
     bad(d);
-  luaL_checkstack(L, 4, "luapool: value nested too deep");
   lua_createtable(L, (int)narr, (int)nhash);
   keep_shared(d, shared, ref);
   for (i = 1; i <= narr; i++) {
@@ -756,7 +793,6 @@ static void get_function(lp_decoder *d, int shared) {
   c.p = (const char *)d->p;
   c.n = (size_t)size;
   d->p += size;
-  luaL_checkstack(L, 4, "luapool: value nested too deep");
   if (lp_load(L, chunk_reader, &c, "=luapool") != LUA_OK) lua_error(L);
   keep_shared(d, shared, ref);
   if (d->p >= d->end) bad(d);
@@ -800,6 +836,8 @@ static void get_nested(lp_decoder *d, int tag) {
   if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC))
     luaL_error(d->L, "a function cannot come from another process (its bytecode is not "
                "loaded: a process that went wrong could have written it)");
+  if (d->depth % STACK_STEP == 0)
+    luaL_checkstack(d->L, STACK_ROOM, "luapool: value nested too deep");
   if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
   else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
   else get_function(d, tag == T_FUNC_SHARED);

@@ -20,19 +20,24 @@
 #define LP_CODEC_KEYLEN 40
 #define LP_CODEC_RECENT 256  /* slots of that cache (4 KiB), a power of two */
 
-/* A table, function or key string already written, and its number. */
+/* A string written once this message (the cache of recent ones). */
 typedef struct lp_seen {
   const void *key;
-  uint32_t gen, ref;
+  uint32_t gen;
 } lp_seen;
 
-/* Pointer -> number, open addressing; entries of older generations are
-** empty, so that a new message clears it by a counter. */
+/* Pointer -> number (0, 1, 2... in the order added), open addressing. A
+** slot holds its entry's number + base + 1, so that a new message empties
+** the map by moving base past the numbers of the last one; the pointers
+** lie in ptrs, by number. Four bytes a slot keep a large value's map small
+** (it is as wide as the addresses the value spans). */
 typedef struct lp_ptrmap {
-  lp_seen *slot;
+  uint32_t *slot;
+  const void **ptrs;  /* by number */
   size_t mask;        /* capacity - 1 (capacity a power of two) */
-  size_t used;
-  uint32_t gen;
+  size_t used;        /* entries: numbers 0..used-1 */
+  size_t nptrs;       /* room in ptrs */
+  uint32_t base;
 } lp_ptrmap;
 
 /* Encoder state; kept by one thread and reused across calls. */
@@ -41,6 +46,7 @@ typedef struct lp_encoder {
   lp_ptrmap keys;     /* strings (by address): key numbers */
   lp_seen *recent;    /* strings written once this message, by address,
                       ** direct-mapped; NULL until used */
+  uint32_t msg;       /* the message's number, for recent; 0: none yet */
   size_t *tagpos;     /* by reference number: where its tag byte lies */
   size_t ntagpos;
   uint32_t nextref;
