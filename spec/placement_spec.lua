@@ -3,7 +3,6 @@
 -- back to all its cores when tasks queue up or grow long. Tasks report the cores
 -- of the thread that runs them: a worker thread's, or a process worker's child's.
 local luapool = require "luapool"
-local helpers = require "spec.support.helpers"
 
 -- The cores the calling thread may run on, as /proc lists them ("0-1", "1").
 local function allowed()
