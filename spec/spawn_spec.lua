@@ -99,6 +99,12 @@ local function pid_in(pool, path)
   return pid
 end
 
+-- The process pid has ended, and was reaped.
+local function assert_gone(pid)
+  local alive = os.execute("kill -0 " .. pid .. " 2>/dev/null") == (V52 or 0)
+  assert.is_false(alive, "the command " .. pid .. " runs on")
+end
+
 describe("programs a task starts", function()
   if ffi then
     setup(function() ffi.C.unsetenv("LD_PRELOAD") end)
@@ -229,8 +235,7 @@ describe("programs a task starts", function()
     local pid = f and tonumber(f:read("*l") or "")
     if f then f:close() end
     if pid then  -- else the task was stopped before it started its command
-      local alive = os.execute("kill -0 " .. pid .. " 2>/dev/null") == (V52 or 0)
-      assert.is_false(alive, "the command " .. pid .. " runs on")
+      assert_gone(pid)
     end
     return pid
   end
@@ -249,6 +254,16 @@ describe("programs a task starts", function()
   it_threads("are ended when their task times out in os.execute", function()
     stopped_while_waiting(function(pool, t) return pool:run(t, { timeout = 300 }) end,
                           "timeout", "execute")
+  end)
+
+  it_threads("are ended when the pool is destroyed, which then does not give up on the worker", function()
+    local pool = new_pool()
+    local pidfile = scope.tmpname()
+    local task = pool:run { how = "execute", cmd = "echo $$ >" .. pidfile .. "; exec sleep 60" }
+    local pid = pid_in(pool, pidfile)
+    pool:destroy()  -- raises terminate_timeout had it left the worker behind
+    helpers.assert_error(helpers.rejection(task), "terminated")
+    assert_gone(pid)
   end)
 
   it_threads("are ended when their task is cancelled in an io.popen file's close", function()

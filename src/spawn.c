@@ -69,29 +69,29 @@ static int start(const lp_spawn_host *h, const char *cmd, const posix_spawn_file
 
 /* A stopped task's command gets SIGTERM, then SIGKILL after this long. */
 #define GRACE_MS 200
-#define SLICE_MS 50  /* the wait's slices where there is no pidfd */
+/* The longest pause between looks at the child and the task: with a pidfd
+** its end wakes the wait, and so does the interrupt signal (this bounds the
+** wait should the host have taken the signal over); without, it is polled. */
+#define PAUSE_MS(fd) ((fd) >= 0 ? 100 : 10)
 
-/* Waits at most ms (-1: until the child ends) for the child, through its
-** pidfd fd (or, fd < 0, a slice), unless i, the task's interrupt, asks to
-** stop: 1 then, else 0. The thread takes its signals (the interrupt) only
-** within ppoll, so a request comes before the check or wakes the wait. */
+/* Waits at most ms (-1: PAUSE_MS) for the child, through its pidfd fd (or,
+** fd < 0, a timer), unless i, the task's interrupt, asks to stop: 1 then,
+** else 0. The thread takes its signals (the interrupt) only within ppoll,
+** so a request comes before the check or wakes the wait. */
 static int pause_for(int fd, lp_intr *i, int ms) {
   struct pollfd p;
-  struct timespec ts, *t = NULL;
+  struct timespec ts;
   sigset_t all, mine;
   int stop;
-  if (fd < 0 && (ms < 0 || ms > SLICE_MS)) ms = SLICE_MS;
-  if (ms >= 0) {
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-    t = &ts;
-  }
+  if (ms < 0 || ms > PAUSE_MS(fd)) ms = PAUSE_MS(fd);
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
   p.fd = fd;
   p.events = POLLIN;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &mine);  /* cannot fail: a valid set */
   if (!(stop = i && lp_interrupt_pending(i)))
-    ppoll(&p, fd >= 0, t, &mine);  /* any answer: the caller looks again */
+    ppoll(&p, fd >= 0, &ts, &mine);  /* any answer: the caller looks again */
   pthread_sigmask(SIG_SETMASK, &mine, NULL);
   return stop;
 }
@@ -104,15 +104,28 @@ static pid_t reap(pid_t pid, int *stat, int block) {
   return r;
 }
 
+/* Signals the child; through its pidfd, if any, so that a pid a host's
+** SIGCHLD handler reaped and the system gave to another is not hit. Errors
+** are for a child reaped so, which reap then reports (ECHILD). */
+static void send(pid_t pid, int fd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  if (fd >= 0) {
+    syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+    return;
+  }
+#endif
+  kill(pid, sig);
+}
+
 /* Ends a child that has not ended: SIGTERM, SIGKILL after GRACE_MS. */
 static pid_t end_child(pid_t pid, int fd, int *stat) {
   uint64_t until = lp_now_ns() + GRACE_MS * 1000000ull, now;
   pid_t r;
-  kill(pid, SIGTERM);
+  send(pid, fd, SIGTERM);
   while (!(r = reap(pid, stat, 0)) && (now = lp_now_ns()) < until)
     pause_for(fd, NULL, (int)((until - now) / 1000000u) + 1);
   if (r) return r;
-  kill(pid, SIGKILL);
+  send(pid, fd, SIGKILL);
   return reap(pid, stat, 1);
 }
 
