@@ -17,7 +17,8 @@
 ** host ignored them (as system() does). It blocks SIGCHLD while it waits:
 ** so does the worker thread; a host thread whose SIGCHLD handler reaps
 ** every child can still take our child's status (waitpid: ECHILD), and
-** os.execute then fails as system() does. */
+** os.execute then fails as system() does. Unlike system(), the wait ends
+** when the task is stopped, and ends the command (wait_for). */
 #define _GNU_SOURCE  /* pipe2, environ */
 #include <errno.h>
 #include <fcntl.h>
