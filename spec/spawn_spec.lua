@@ -29,6 +29,10 @@ local V52 = type(os.execute()) == "boolean"
 local function start(t)
   local function pack(...) return { n = select("#", ...), ... } end
   if t.how == "execute" then return pack(os.execute(t.cmd)) end
+  if t.how == "id" then
+    local l = require "luapool"
+    return { l.threadId, l.workerId }
+  end
   if t.how == "read" then
     local f = assert(io.open(t.path))
     local s = f:read("*a")
@@ -93,6 +97,12 @@ local function pid_in(pool, path)
     return pid ~= nil
   end, "the command's pid")
   return pid
+end
+
+-- The process pid has ended, and was reaped.
+local function assert_gone(pid)
+  local alive = os.execute("kill -0 " .. pid .. " 2>/dev/null") == (V52 or 0)
+  assert.is_false(alive, "the command " .. pid .. " runs on")
 end
 
 describe("programs a task starts", function()
@@ -203,5 +213,66 @@ describe("programs a task starts", function()
     assert.is_truthy(os.execute("kill -" .. sig .. " " .. pid))
     assert.same(V52 and { nil, "signal", sig, n = 3, read = "" } or { true, n = 1, read = "" },
                 task:get())
+  end)
+
+  -- A thread worker's task stopped while it waits for its command ends the
+  -- command (SIGTERM, then SIGKILL) and its worker stops as from Lua code: it
+  -- is replaced in its slot, not given up on after terminateTimeout (which
+  -- the "error" event would report). ("exec": dash passes no SIGTERM on.)
+  local function stopped_while_waiting(stop, code, how)
+    local pool = new_pool()
+    local errors = {}
+    pool:on("error", function(e) errors[#errors + 1] = e.code end)
+    local pidfile = scope.tmpname()
+    local slot = pool:run { how = "id" }:get()[2]
+    local task = stop(pool, { how = how, cmd = "echo $$ >" .. pidfile .. "; exec sleep 60" }, pidfile)
+    assert.is_true(task:wait(20000), "the task did not settle")
+    helpers.assert_error(helpers.rejection(task), code)
+    -- the slot is free once the stopped worker's thread has left the task
+    assert.equal(slot, pool:run { how = "id" }:get()[2])
+    assert.same({}, errors)
+    local f = io.open(pidfile)
+    local pid = f and tonumber(f:read("*l") or "")
+    if f then f:close() end
+    if pid then  -- else the task was stopped before it started its command
+      assert_gone(pid)
+    end
+    return pid
+  end
+
+  local function cancel(pool, t, pidfile)
+    local task = pool:run(t)
+    pid_in(pool, pidfile)
+    assert.is_true(task:cancel())
+    return task
+  end
+
+  it_threads("are ended when their task is cancelled in os.execute", function()
+    assert.truthy(stopped_while_waiting(cancel, "aborted", "execute"))
+  end)
+
+  it_threads("are ended when their task times out in os.execute", function()
+    stopped_while_waiting(function(pool, t) return pool:run(t, { timeout = 300 }) end,
+                          "timeout", "execute")
+  end)
+
+  it_threads("are ended when the pool is destroyed, which then does not give up on the worker", function()
+    local pool = new_pool()
+    local pidfile = scope.tmpname()
+    local task = pool:run { how = "execute", cmd = "echo $$ >" .. pidfile .. "; exec sleep 60" }
+    local pid = pid_in(pool, pidfile)
+    pool:destroy()  -- raises terminate_timeout had it left the worker behind
+    helpers.assert_error(helpers.rejection(task), "terminated")
+    assert_gone(pid)
+  end)
+
+  it_threads("are ended when their task is cancelled in an io.popen file's close", function()
+    if jit then pending("LuaJIT's io.popen is its own: its close waits for the command") return end
+    -- "w": the task is in close (which closes our end, then waits) before
+    -- the shell has written its pid
+    assert.truthy(stopped_while_waiting(function(pool, t, pidfile)
+      t.mode = "w"
+      return cancel(pool, t, pidfile)
+    end, "aborted", "popen"))
   end)
 end)

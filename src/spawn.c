@@ -17,17 +17,22 @@
 ** host ignored them (as system() does). It blocks SIGCHLD while it waits:
 ** so does the worker thread; a host thread whose SIGCHLD handler reaps
 ** every child can still take our child's status (waitpid: ECHILD), and
-** os.execute then fails as system() does. */
+** os.execute then fails as system() does. Unlike system(), the wait ends
+** when the task is stopped, and ends the command (wait_for). */
 #define _GNU_SOURCE  /* pipe2, environ */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include "interrupt.h"
 #include "spawn.h"
 
 #define SHELL "/bin/sh"
@@ -63,25 +68,103 @@ static int start(const lp_spawn_host *h, const char *cmd, const posix_spawn_file
   return r;
 }
 
-/* The child's wait status, or -1 with errno. */
-static int wait_for(pid_t pid) {
-  int stat;
+/* A stopped task's command gets SIGTERM, then SIGKILL after this long. */
+#define GRACE_MS 200
+/* The longest pause between looks at the child and the task: with a pidfd
+** its end wakes the wait, and so does the interrupt signal (this bounds the
+** wait should the host have taken the signal over); without, it is polled. */
+#define PAUSE_MS(fd) ((fd) >= 0 ? 100 : 10)
+
+/* Waits at most ms (-1: PAUSE_MS) for the child, through its pidfd fd (or,
+** fd < 0, a timer), unless i, the task's interrupt, asks to stop: 1 then,
+** else 0. The thread takes its signals (the interrupt) only within ppoll,
+** so a request comes before the check or wakes the wait. */
+static int pause_for(int fd, lp_intr *i, int ms) {
+  struct pollfd p;
+  struct timespec ts;
+  sigset_t all, mine;
+  int stop;
+  if (ms < 0 || ms > PAUSE_MS(fd)) ms = PAUSE_MS(fd);
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  p.fd = fd;
+  p.events = POLLIN;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &mine);  /* cannot fail: a valid set */
+  if (!(stop = i && lp_interrupt_pending(i)))
+    ppoll(&p, fd >= 0, &ts, &mine);  /* any answer: the caller looks again */
+  pthread_sigmask(SIG_SETMASK, &mine, NULL);
+  return stop;
+}
+
+/* waitpid(pid) with WNOHANG when !block: pid, 0, or -1 with errno. */
+static pid_t reap(pid_t pid, int *stat, int block) {
   pid_t r;
-  do r = waitpid(pid, &stat, 0);
+  do r = waitpid(pid, stat, block ? 0 : WNOHANG);
   while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Signals the child; through its pidfd, if any, so that a pid a host's
+** SIGCHLD handler reaped and the system gave to another is not hit. Errors
+** are for a child reaped so, which reap then reports (ECHILD). */
+static void send(pid_t pid, int fd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  if (fd >= 0) {
+    syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+    return;
+  }
+#endif
+  kill(pid, sig);
+}
+
+/* Ends a child that has not ended: SIGTERM, SIGKILL after GRACE_MS. */
+static pid_t end_child(pid_t pid, int fd, int *stat) {
+  uint64_t until = lp_now_ns() + GRACE_MS * 1000000ull, now;
+  pid_t r;
+  send(pid, fd, SIGTERM);
+  while (!(r = reap(pid, stat, 0)) && (now = lp_now_ns()) < until)
+    pause_for(fd, NULL, (int)((until - now) / 1000000u) + 1);
+  if (r) return r;
+  send(pid, fd, SIGKILL);
+  return reap(pid, stat, 1);
+}
+
+/* The child's wait status, or -1 with errno. When the task running in L is
+** stopped meanwhile (cancel, timeout, abort, destroy), the child is ended
+** and reaped, and the interrupt raises as its hook would. The signals go
+** to the shell alone: it shares the host's process group (see README). */
+static int wait_for(lua_State *L, pid_t pid) {
+  lp_intr *i = lp_interrupt_get(L);
+#ifdef SYS_pidfd_open  /* Linux 5.3; without it, slices */
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  int fd = -1;
+#endif
+  int stat = 0, stopped = 0, en;
+  pid_t r;
+  while (!(r = reap(pid, &stat, 0)))
+    if ((stopped = pause_for(fd, i, -1))) {
+      r = end_child(pid, fd, &stat);
+      break;
+    }
+  en = errno;
+  if (fd >= 0) close(fd);
+  if (stopped) lp_interrupt_hook(L, NULL);  /* raises: the task is to stop */
+  errno = en;
   return r < 0 ? -1 : stat;
 }
 
 /* system(cmd): the wait status; one the shell could not be started gives
 ** W_EXITCODE(127, 0) with errno set, as glibc's does. */
-static int run(const lp_spawn_host *h, const char *cmd) {
+static int run(lua_State *L, const lp_spawn_host *h, const char *cmd) {
   pid_t pid;
   int r = start(h, cmd, NULL, &pid);
   if (r) {
     errno = r;
     return 127 << 8;
   }
-  return wait_for(pid);
+  return wait_for(L, pid);
 }
 
 /* ---- os.execute -------------------------------------------------------- */
@@ -107,7 +190,7 @@ static int execute(lua_State *L) {
   const char *cmd = luaL_optstring(L, 1, NULL);
   int stat;
   errno = 0;  /* as Lua's: 5.4 takes errno to tell a failure from a status */
-  stat = run(h, cmd ? cmd : "exit 0");
+  stat = run(L, h, cmd ? cmd : "exit 0");
   if (cmd) return push_status(L, v52, stat);
   if (v52) lua_pushboolean(L, stat == 0);
   else lua_pushinteger(L, stat == 0);
@@ -191,10 +274,11 @@ static FILE *open_child(const lp_spawn_host *h, const char *cmd, int w, pid_t *p
   return NULL;
 }
 
-/* pclose(): the child's wait status, or -1 with errno. */
-static int close_child(FILE *f, pid_t pid) {
+/* pclose(): the child's wait status, or -1 with errno; raises when the
+** task is stopped meanwhile (f is closed by then). */
+static int close_child(lua_State *L, FILE *f, pid_t pid) {
   fclose(f);  /* the child reads end of file, or its writes fail */
-  return wait_for(pid);
+  return wait_for(L, pid);
 }
 
 /* A file object of the io library on our child: the io library sees a
@@ -217,7 +301,7 @@ static int close_file(lua_State *L) {
   child_file *c = (child_file *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
   int stat;
   errno = 0;
-  stat = close_child(c->s.f, c->pid);
+  stat = close_child(L, c->s.f, c->pid);  /* io's aux_close marked it closed */
   return luaL_execresult(L, stat);
 }
 
@@ -256,8 +340,10 @@ static int pushresult(lua_State *L, int ok, const char *cmd) {
 ** with it): 5.1's io_pclose, on our child. */
 static int close_file(lua_State *L) {
   child_file *c = (child_file *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
-  int ok = close_child(c->f, c->pid) != -1;
-  c->f = NULL;
+  FILE *f = c->f;
+  int ok;
+  c->f = NULL;  /* first: close_child may raise */
+  ok = close_child(L, f, c->pid) != -1;
   return pushresult(L, ok, NULL);
 }
 
