@@ -19,12 +19,9 @@
 #include <stdlib.h>
 #include "pool.h"
 
-#define PLACE_TASK_NS 100000  /* tasks shorter than this are hand-off bound */
-
 void lp_place_init(lp_worker *w) {
   cpu_set_t *home = malloc(sizeof *home);
   w->placed = -1;
-  w->run_ns = PLACE_TASK_NS;  /* nothing moves until tasks prove short */
   if (home && sched_getaffinity(0, sizeof *home, home) != 0) {
     free(home);
     home = NULL;
@@ -41,7 +38,7 @@ void lp_place_free(lp_worker *w) {
 ** Lock held. */
 int lp_place_wanted(lp_pool *p, lp_worker *w) {
   int cpu;
-  if (!w->home || w->run_ns >= PLACE_TASK_NS ||
+  if (!w->home || w->task_ns >= LP_SHORT_TASK_NS ||
       p->idle < p->nlive || atomic_load_explicit(&p->queued, memory_order_relaxed) ||
       lp_spin_allowed(p))
     return -1;
@@ -65,9 +62,4 @@ void lp_place_move(lp_worker *w, int cpu) {
   }
   w->placed = cpu;
   if (w->rt->place) w->rt->place(w, set, sizeof *set);
-}
-
-/* After each task: its time joins w's decaying mean. */
-void lp_place_ran(lp_worker *w, uint64_t ns) {
-  w->run_ns += ((int64_t)ns - w->run_ns) / 8;
 }

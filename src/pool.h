@@ -52,6 +52,13 @@ typedef struct lp_runtime {
 } lp_runtime;
 
 enum { LP_RT_THREADS, LP_RT_PROCESS };
+
+/* Tasks shorter than this on average cost less than their hand-offs: a
+** process worker sends them to its child ahead of their turn (rt_process.c),
+** and with no core free a worker waits for them beside the main thread
+** (place.c). Measured by the thread that runs them, or a process worker's
+** child (lp_worker_timed). */
+#define LP_SHORT_TASK_NS 100000
 #define LP_UNSENT (-1)
 extern const lp_runtime lp_rt_thread, lp_rt_process;
 
@@ -93,7 +100,6 @@ typedef struct lp_proc {
   lp_reader rd;
   lp_buf out;                 /* frames being written */
   int status;                 /* from waitpid, once reaped */
-  int64_t task_ns;            /* decaying mean of its tasks' time: short ones go ahead */
   uint64_t written;           /* bytes written to its input so far */
 } lp_proc;
 
@@ -128,7 +134,7 @@ struct lp_worker {
   int draining;               /* to end once the tasks sent ahead are done */
   lp_spinner spinner;
   int placed;                 /* the core it is kept on (place.c), or -1 */
-  int64_t run_ns;             /* decaying mean of its tasks' time */
+  int64_t task_ns;            /* decaying mean of its tasks' own time (lp_worker_timed) */
   void *home;                 /* a cpu_set_t: the cores it may use; NULL: never moves */
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
   lp_state st;                /* threads: the Lua state */
@@ -304,7 +310,6 @@ void lp_place_init(lp_worker *w);
 void lp_place_free(lp_worker *w);
 int lp_place_wanted(lp_pool *p, lp_worker *w);  /* lock held */
 void lp_place_move(lp_worker *w, int cpu);
-void lp_place_ran(lp_worker *w, uint64_t ns);
 /* After a wait of waited_ns, for a spin budget of budget_ns. */
 void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
@@ -321,6 +326,7 @@ int lp_pool_post_message(lp_worker *w, lp_msg *m);
 ** from any thread; lp_worker_post does so from worker w. */
 void lp_pool_post_event(lp_pool *p, int kind, int worker_id, const char *text);
 void lp_worker_post(lp_worker *w, int kind, const char *text);
+void lp_worker_timed(lp_worker *w, uint64_t ns);  /* w's thread: a task took ns */
 /* A process worker that cannot run at all (its program is missing or
 ** another build), or (any) a task file that did not load in time: every
 ** task queued now and later fails with load_error. */

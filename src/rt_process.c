@@ -26,7 +26,6 @@ extern char **environ;
 ** turn, up to AHEAD_MAX at a time, so that it never waits for the next one:
 ** one write carries many, and a task waits behind at most AHEAD_MAX short
 ** ones (a longer one holds up those sent after it, as it would its worker). */
-#define AHEAD_TASK_NS 100000
 #define AHEAD_MAX 16
 
 /* ---- starting ---------------------------------------------------------- */
@@ -275,7 +274,6 @@ static int pr_open(lp_worker *w, char *err, size_t errlen) {
   sigset_t pipe;
   int r;
   c->to = c->from = c->life = c->stops = c->rd.fd = -1;
-  c->task_ns = 2 * AHEAD_TASK_NS;  /* nothing goes ahead until tasks prove short */
   c->written = 0;
   sigemptyset(&pipe);  /* a child gone: EPIPE, not a signal to the host */
   sigaddset(&pipe, SIGPIPE);
@@ -323,7 +321,7 @@ static int never_read(lp_proc *c, const lp_task *t) {
 ** half of AHEAD_MAX wait in its child. */
 static int ahead_wanted(lp_worker *w) {
   return !w->draining && !w->pool->cfg.isolate &&
-         w->proc.task_ns < AHEAD_TASK_NS && w->nsent < AHEAD_MAX / 2;
+         w->task_ns < LP_SHORT_TASK_NS && w->nsent < AHEAD_MAX / 2;
 }
 
 /* Writes t, unless it went ahead earlier, and the tasks that go ahead of
@@ -344,11 +342,10 @@ static int send_tasks(lp_worker *w, lp_task *t) {
 }
 
 /* The time the child took to run it, as it says. */
-static void task_time(lp_proc *c, const lp_frame *f) {
+static void task_time(lp_worker *w, const lp_frame *f) {
   uint64_t ns;
   memcpy(&ns, f->body + 8, 8);
-  if (ns > (uint64_t)1e12) ns = (uint64_t)1e12;
-  c->task_ns += ((int64_t)ns - c->task_ns) / 8;
+  lp_worker_timed(w, ns);
 }
 
 static int pr_run(lp_worker *w, lp_task *t) {
@@ -373,7 +370,7 @@ static int pr_run(lp_worker *w, lp_task *t) {
     if (forward(w, &f)) continue;
     if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
     heap_seen(w, &f);
-    task_time(c, &f);
+    task_time(w, &f);
     t->msg.untrusted = 1;
     t->out.len = 0;
     t->failed = (f.flags & LP_RESULT_FAILED) != 0;

@@ -57,6 +57,12 @@ static void spin(lp_pool *p, lp_worker *w) {
   }
 }
 
+/* A task of w ran for ns: it joins the decaying mean of w's task times. */
+void lp_worker_timed(lp_worker *w, uint64_t ns) {
+  if (ns > (uint64_t)1e12) ns = (uint64_t)1e12;
+  w->task_ns += ((int64_t)ns - w->task_ns) / 8;
+}
+
 void lp_worker_post(lp_worker *w, int kind, const char *text) {
   lp_pool_post_event(w->pool, kind, w->slot + 1, text);
 }
@@ -110,7 +116,7 @@ static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
   t->msg.untrusted = 0;  /* rt_process sets it */
   stopped = w->rt->run(w, t);
   t->t_end = lp_now_ns();
-  lp_place_ran(w, t->t_end - t->t_start);
+  if (w->rt == &lp_rt_thread) lp_worker_timed(w, t->t_end - t->t_start);
   if (stopped != LP_UNSENT) atomic_fetch_add_explicit(&w->ntasks, 1, memory_order_relaxed);
   atomic_store_explicit(&w->busy, 0, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
@@ -159,6 +165,7 @@ void *lp_worker_main(void *arg) {
   char err[256];
   uint64_t idle_since;
   int cpu;
+  w->task_ns = 2 * LP_SHORT_TASK_NS;  /* nothing is short until proven so */
   if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;  /* START says what was wrong with the task file, if anything */
     lp_worker_post(w, LP_MSG_START, w->st.load_error[0] ? w->st.load_error : NULL);
