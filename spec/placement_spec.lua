@@ -107,4 +107,47 @@ describe("placement of workers", function()
     pool:run(2):get()  -- 2 ms: moved before it was known to be long
     for _ = 1, 50 do assert.equal(all, pool:run(2):get()) end
   end)
+
+  -- The core the main thread runs on now (/proc/thread-self/stat, field 39).
+  local function main_core()
+    local f = assert(io.open "/proc/thread-self/stat")
+    local stat = f:read "*a"
+    f:close()
+    local fields = {}
+    for x in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = x end
+    return fields[37]  -- field 39 of the line, 37 after pid and comm
+  end
+
+  -- how many cores a list such as "0-3,5" names
+  local function count(list)
+    local n = 0
+    for a, b in list:gmatch("(%d+)%-?(%d*)") do n = n + (b ~= "" and b - a + 1 or 1) end
+    return n
+  end
+
+  it_here("keeps workers off the main thread's core while short tasks queue and a core is free", function()
+    -- threads runnable on the machine besides this one (/proc/loadavg's "r/total"):
+    -- a thread an earlier spec gave up on may still spin, and then no core is free
+    local f = assert(io.open "/proc/loadavg")
+    local others = tonumber(f:read("*a"):match("(%d+)/")) - 1
+    f:close()
+    if others >= luapool.cpus() - 1 then
+      pending("no core free here: " .. others .. " other threads runnable")
+      return
+    end
+    pool = luapool.new { handler = handler, minThreads = 2, maxThreads = 2 }
+    local all = count(allowed())
+    local seen
+    for _ = 1, 200 do  -- bursts of short tasks until one reports the cores it was kept on
+      local tasks = {}
+      for i = 1, 200 do tasks[i] = pool:run(0) end
+      pool:wait()
+      local cores, core = tasks[200]:get(), main_core()
+      if count(cores) == all - 1 and not ("," .. cores .. ","):find("," .. core .. ",", 1, true) then
+        seen = cores
+        break
+      end
+    end
+    assert.truthy(seen, "no task ran kept off the main thread's core")
+  end)
 end)

@@ -133,7 +133,8 @@ struct lp_worker {
   int ready;                  /* open, not failed since */
   int draining;               /* to end once the tasks sent ahead are done */
   lp_spinner spinner;
-  int placed;                 /* the core it is kept on (place.c), or -1 */
+  int placed;                 /* where it is kept (place.c): -1 all its cores */
+  int alone;                  /* its last tasks that ran alone, up to a few */
   int64_t task_ns;            /* decaying mean of its tasks' own time (lp_worker_timed) */
   void *home;                 /* a cpu_set_t: the cores it may use; NULL: never moves */
   lp_state_config scfg;       /* threads: the pool's, as its state takes it */
@@ -304,12 +305,14 @@ void lp_spinner_init(lp_spinner *s);
 int lp_spin_allowed(lp_pool *p);
 int lp_spin_should(lp_pool *p, lp_spinner *s);
 
-/* Keeping a thread worker on the main thread's core while no core is free
-** and its pool runs short tasks one at a time (place.c). The worker's own. */
+/* Which cores a worker runs on (place.c): all of its own, by default; the
+** worker's own. lp_place_wanted before it sleeps (lock held), lp_place_busy
+** as it starts a task; lp_place_move when they differ from w->placed. */
 void lp_place_init(lp_worker *w);
 void lp_place_free(lp_worker *w);
-int lp_place_wanted(lp_pool *p, lp_worker *w);  /* lock held */
-void lp_place_move(lp_worker *w, int cpu);
+int lp_place_wanted(lp_pool *p, lp_worker *w);
+int lp_place_busy(lp_pool *p, lp_worker *w, size_t queued, int alone);
+void lp_place_move(lp_worker *w, int placed);
 /* After a wait of waited_ns, for a spin budget of budget_ns. */
 void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 

@@ -104,11 +104,12 @@ static int sleep_until_work(lp_pool *p, lp_worker *w) {
 ** entry and on return, unless the worker was detached meanwhile: then it
 ** has posted t and freed itself, and returns -1. */
 static int serve(lp_pool *p, lp_worker *w, lp_task *t) {
-  int stopped;
+  size_t queued = atomic_load_explicit(&p->queued, memory_order_relaxed);
+  int stopped, placed, alone;
   p->idle--;
+  alone = !queued && p->nlive - p->idle == 1;
   pthread_mutex_unlock(&p->lock);
-  if (w->placed >= 0 && atomic_load_explicit(&p->queued, memory_order_relaxed))
-    lp_place_move(w, -1);  /* more to do than one core's worth */
+  if ((placed = lp_place_busy(p, w, queued, alone)) != w->placed) lp_place_move(w, placed);
   atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
   t->t_start = lp_now_ns();
   t->failed = 0;
