@@ -84,10 +84,14 @@ int lp_place_busy(lp_pool *p, lp_worker *w, size_t queued, int alone) {
 }
 
 /* Keeps the calling worker, and what runs its tasks, where placed says. A
-** move the kernel refuses (a core taken offline, a cpuset changed) ends
-** moving for w. */
+** move the kernel refuses (a core taken offline, a cpuset changed) sends w
+** back to all its cores, and ends moving for it. */
 void lp_place_move(lp_worker *w, int placed) {
   cpu_set_t some, *set = (cpu_set_t *)w->home;
+  if (!set) {  /* moving has ended */
+    w->placed = HOME;
+    return;
+  }
   if (placed >= 0) {
     CPU_ZERO(&some);
     CPU_SET(placed, &some);
@@ -98,7 +102,9 @@ void lp_place_move(lp_worker *w, int placed) {
     CPU_CLR(-2 - placed, &some);
     set = &some;
   }
-  if (sched_setaffinity(0, sizeof *set, set) != 0 && placed != HOME) {
+  if (sched_setaffinity(0, sizeof *set, set) != 0) {
+    if (placed != HOME) lp_place_move(w, HOME);
+    w->placed = HOME;
     lp_place_free(w);
     return;
   }
