@@ -55,8 +55,7 @@ enum { LP_RT_THREADS, LP_RT_PROCESS };
 
 /* Tasks shorter than this on average cost less than their hand-offs: a
 ** process worker sends them to its child ahead of their turn (rt_process.c),
-** and with no core free a worker waits for them beside the main thread
-** (place.c). Measured by the thread that runs them, or a process worker's
+** and its worker chooses its cores by where the main thread runs (place.c). Measured by the thread that runs them, or a process worker's
 ** child (lp_worker_timed). */
 #define LP_SHORT_TASK_NS 100000
 #define LP_UNSENT (-1)
@@ -304,17 +303,17 @@ void lp_spin_init(lp_pool *p);
 void lp_spinner_init(lp_spinner *s);
 int lp_spin_allowed(lp_pool *p);
 int lp_spin_should(lp_pool *p, lp_spinner *s);
+/* After a wait of waited_ns, for a spin budget of budget_ns. */
+void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
-/* Which cores a worker runs on (place.c): all of its own, by default; the
-** worker's own. lp_place_wanted before it sleeps (lock held), lp_place_busy
-** as it starts a task; lp_place_move when they differ from w->placed. */
+/* Which cores a worker runs on (place.c), on its own thread: where
+** lp_place_wanted says before it sleeps (lock held) and lp_place_busy as it
+** starts a task; lp_place_move when that differs from w->placed. */
 void lp_place_init(lp_worker *w);
 void lp_place_free(lp_worker *w);
 int lp_place_wanted(lp_pool *p, lp_worker *w);
 int lp_place_busy(lp_pool *p, lp_worker *w, size_t queued, int alone);
 void lp_place_move(lp_worker *w, int placed);
-/* After a wait of waited_ns, for a spin budget of budget_ns. */
-void lp_spin_learn(lp_spinner *s, uint64_t waited_ns, uint64_t budget_ns);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);

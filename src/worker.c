@@ -165,7 +165,7 @@ void *lp_worker_main(void *arg) {
   lp_pool *p = w->pool;
   char err[256];
   uint64_t idle_since;
-  int cpu;
+  int placed;
   w->task_ns = 2 * LP_SHORT_TASK_NS;  /* nothing is short until proven so */
   if (load(w, w->rt->open, err, sizeof err) == 0) {
     w->ready = 1;  /* START says what was wrong with the task file, if anything */
@@ -189,9 +189,9 @@ void *lp_worker_main(void *arg) {
       continue;
     }
     idle_since = lp_now_ns();
-    if ((cpu = lp_place_wanted(p, w)) != w->placed) {
+    if ((placed = lp_place_wanted(p, w)) != w->placed) {
       pthread_mutex_unlock(&p->lock);
-      lp_place_move(w, cpu);
+      lp_place_move(w, placed);
       pthread_mutex_lock(&p->lock);
       continue;  /* a task may have come meanwhile */
     }
