@@ -3,6 +3,7 @@
 -- back to all its cores when tasks queue up or grow long. Tasks report the cores
 -- of the thread that runs them: a worker thread's, or a process worker's child's.
 local luapool = require "luapool"
+local helpers = require "spec.support.helpers"
 local jit = rawget(_G, "jit")
 
 -- The cores the calling thread may run on, as /proc lists them ("0-1", "1").
@@ -27,8 +28,7 @@ describe("placement of workers", function()
   local interpreter = jit and "luajit" or "lua" .. _VERSION:match "%d+%.%d+"
   local preload = os.getenv "LD_PRELOAD"
   local ffi = jit and require "ffi"
-  if ffi then pcall(ffi.cdef, "int kill(int pid, int sig); int unsetenv(const char *); " ..
-                              "int setenv(const char *, const char *, int);") end
+  if ffi then pcall(ffi.cdef, "int unsetenv(const char *); int setenv(const char *, const char *, int);") end
   local function load_every_core()
     if ffi and preload then ffi.C.unsetenv "LD_PRELOAD" end
     for i = 1, luapool.cpus() do
@@ -40,17 +40,8 @@ describe("placement of workers", function()
     if ffi and preload then ffi.C.setenv("LD_PRELOAD", preload, 1) end
   end
 
-  -- kill pid, by the FFI where there is one (under TSan's preload /bin/sh may not run)
-  local function kill(pid)
-    if ffi then
-      ffi.C.kill(pid, 15)
-    else
-      os.execute("kill " .. pid .. " 2>/dev/null")
-    end
-  end
-
   after_each(function()
-    for _, pid in ipairs(loads) do kill(pid) end
+    for _, pid in ipairs(loads) do helpers.kill(pid, 15) end
     loads = {}
     if pool then pool:destroy() end
     pool = nil
@@ -88,11 +79,18 @@ describe("placement of workers", function()
     assert.is_true(tonumber(core) < luapool.cpus())
   end)
 
-  it_here("lets the worker go back to all its cores when tasks queue up", function()
+  -- A pool of one worker that settled on one core under a load of every core;
+  -- returns the cores the worker had before.
+  local function settled_pool()
     pool = luapool.new { handler = handler, minThreads = 1, maxThreads = 1 }
     local all = pool:run(0):get()
     load_every_core()
     assert.is_true((settles_on_one_core()), "the worker never settled on one core")
+    return all
+  end
+
+  it_here("lets the worker go back to all its cores when tasks queue up", function()
+    local all = settled_pool()
     local tasks = {}
     for i = 1, 50 do tasks[i] = pool:run(0) end  -- queued behind the first
     pool:wait()
@@ -100,10 +98,7 @@ describe("placement of workers", function()
   end)
 
   it_here("lets the worker go back to all its cores when its tasks grow long", function()
-    pool = luapool.new { handler = handler, minThreads = 1, maxThreads = 1 }
-    local all = pool:run(0):get()
-    load_every_core()
-    assert.is_true((settles_on_one_core()), "the worker never settled on one core")
+    local all = settled_pool()
     pool:run(2):get()  -- 2 ms: moved before it was known to be long
     for _ = 1, 50 do assert.equal(all, pool:run(2):get()) end
   end)

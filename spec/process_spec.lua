@@ -10,17 +10,8 @@ local jit = rawget(_G, "jit")
 
 local FAULTS = "spec/fixtures/pr_faults.lua"
 
--- kill -<sig> pid, from the host (by the FFI where there is one: under the TSan
--- preload, os.execute's /bin/sh does not run).
-local function send(pid, sig)
-  if jit then
-    local ffi = require "ffi"
-    pcall(ffi.cdef, "int kill(int pid, int sig);")
-    assert.equal(0, ffi.C.kill(pid, sig))
-  else
-    assert.is_true(os.execute("kill -" .. sig .. " " .. pid) ~= false)
-  end
-end
+-- kill -<sig> pid, from the host.
+local function send(pid, sig) assert.is_true(helpers.kill(pid, sig), "kill -" .. sig .. " " .. pid) end
 
 local function kill9(pid) send(pid, 9) end
 

@@ -31,6 +31,21 @@ function helpers.threads_only(it, pending)
 end
 
 -- ---------------------------------------------------------------------------
+-- Processes
+
+-- Sends signal number sig to process pid; true when it was sent. By the FFI where
+-- there is one (under TSan's preload /bin/sh may not run), else with kill(1).
+function helpers.kill(pid, sig)
+  if rawget(_G, "jit") then
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int kill(int pid, int sig);")
+    return ffi.C.kill(pid, sig) == 0
+  end
+  local r = os.execute("kill -" .. sig .. " " .. pid .. " 2>/dev/null")
+  return r == true or r == 0
+end
+
+-- ---------------------------------------------------------------------------
 -- Errors
 
 -- The message of a luapool error, or any other value as a string.
