@@ -9,6 +9,9 @@
 **   table / table-shared    u32 narr, u32 nhash, narr values, nhash
 **                           key/value pairs; "shared" ones are referred to
 **                           again
+**   list / list-shared      varint n, the values at 1..n, u32 nhash, the
+**                           other pairs: a long table at the top of a value
+**                           that may be read while written (e->flush)
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
 **   ref                     varint number of an earlier table or function
 **   globals                 the receiving state's globals table
@@ -46,8 +49,12 @@
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
   T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_KEY, T_HANDLE, T_CDATA, T_MODULE,
-  T_KEYREF
+  T_KEYREF, T_LIST, T_LIST_SHARED
 };
+
+/* A table at the top of a value, this long or longer, is written as a list
+** when the encoder may flush (lp_encoder's flush). */
+#define LIST_MIN 256
 
 /* ---- encoder: pointer maps -------------------------------------------- */
 
@@ -342,9 +349,12 @@ static int put_seen(lp_encoder *e, const void *p) {
   }
   i = map_find(&e->seen, p, SEEN_SHIFT);
   if ((ref = map_number(&e->seen, i)) >= 0) {
-    char *tag = &e->out->data[e->tagpos[ref]];
-    if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
-    else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
+    if (!e->flushed) {  /* else its bytes are gone: the reader keeps every table */
+      char *tag = &e->out->data[e->tagpos[ref]];
+      if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
+      else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
+      else if (*tag == T_LIST) *tag = T_LIST_SHARED;
+    }
     return put_head(e, T_REF, (uint64_t)ref) ? -1 : 1;
   }
   e->tagpos[map_add(&e->seen, i, p)] = e->out->len;
@@ -420,6 +430,67 @@ static int put_table(lp_encoder *e, int idx) {
   }
   memcpy(e->out->data + cpos, &narr, sizeof narr);
   memcpy(e->out->data + cpos + sizeof narr, &nhash, sizeof nhash);
+  return 0;
+}
+
+/* Whether the key at k is one of a list's 1..n (written already). */
+static int in_list(lua_State *L, int k, size_t n) {
+  double d;
+  if (lua_type(L, k) != LUA_TNUMBER) return 0;
+  d = (double)lua_tonumber(L, k);
+  return d >= 1 && d <= (double)n && d == floor(d);
+}
+
+/* What is written so far goes to the reader (lp_encoder's flush). */
+static int flush(lp_encoder *e) {
+  if (e->flush(e->flush_ud, e->out)) return oom(e);
+  e->flushed = 1;
+  return 0;
+}
+
+/* A long table at the top of a value that may be read while written: its
+** length first, then the values at 1..n, between any two of which the bytes
+** so far may go; then its other pairs. Loaded modules go by name from the
+** start: once bytes have gone there is no second pass (lp_encode). */
+static int put_list(lp_encoder *e, int idx, size_t n) {
+  lua_State *L = e->L;
+  uint32_t nhash = 0;
+  size_t i, cpos;
+  int top = lua_gettop(L);
+  unsigned char *p;
+  if (!e->modules && !lp_encoder_modules(e, L)) e->own_modules = 1;
+  if (!(p = room(e, 1 + LP_VARINT_MAX))) return -1;
+  *p++ = T_LIST;
+  done(e, varint_at(p, n));
+  for (i = 1; i <= n; i++) {
+    int type;
+    lua_rawgeti(L, idx, (int)i);
+    type = lua_type(L, top + 1);
+    if ((i == 1 && type == LUA_TTABLE && reserve_records(e, idx) && oom(e)) ||
+        put_typed(e, top + 1, type)) {
+      lua_pushinteger(L, (lua_Integer)i);
+      path_key(e, L, top + 2);
+      lua_settop(L, top);
+      return -1;
+    }
+    lua_settop(L, top);
+    if (e->out->len >= e->flush_at && flush(e)) return -1;
+  }
+  if (!(p = room(e, sizeof nhash))) return -1;
+  cpos = e->out->len;
+  done(e, p + sizeof nhash);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!in_list(L, top + 1, n) &&
+        (put_value(e, top + 1) || put_value(e, top + 2) ||
+         (++nhash == 0 && fail(e, "%s", ": table too large")))) {
+      path_key(e, L, top + 1);
+      lua_settop(L, top);
+      return -1;
+    }
+    lua_settop(L, top + 1);
+  }
+  memcpy(e->out->data + cpos, &nhash, sizeof nhash);
   return 0;
 }
 
@@ -551,6 +622,15 @@ static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
       (e->depth % STACK_STEP == 0 && !lua_checkstack(L, STACK_ROOM)))
     return fail(e, "%s", ": nested too deep");
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
+  if (e->depth == 0 && e->flush && type == LUA_TTABLE) {
+    size_t n = lp_rawlen(L, idx);
+    if (n >= LIST_MIN && n <= INT32_MAX) {
+      e->depth++;
+      r = put_list(e, idx, n);
+      e->depth--;
+      return r;
+    }
+  }
   e->depth++;
   if (e->depth % LEVELS_PER_STACK == 0) r = put_on_new_stack(e, idx);
   else r = type == LUA_TTABLE ? put_table(e, idx) : put_function(e, idx);
@@ -578,6 +658,7 @@ static int put_value(lp_encoder *e, int idx) {
 
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
+  e->flushed = 0;
   if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
     if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);
     e->msg = 1;
@@ -655,7 +736,13 @@ int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   if ((r = put_scalars(e, L, out, idx, n, root)) <= 0) return r;
   encoder_reset(e);
-  if ((r = lp_encode_more(e, L, out, idx, n, root)) == 0 || e->modules) return r;
+  r = lp_encode_more(e, L, out, idx, n, root);
+  if (e->own_modules) {  /* put_list's */
+    lp_encoder_no_modules(e, L);
+    e->own_modules = 0;
+    return r;
+  }
+  if (r == 0 || e->modules) return r;
   if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
   encoder_reset(e);
   r = lp_encode_more(e, L, out, idx, n, root);
@@ -682,6 +769,7 @@ int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
       if (n > 1) snprintf(seg, sizeof seg, "%s[%d]", root, i + 1);
       else snprintf(seg, sizeof seg, "%s", root);
       compose_error(e, seg);
+      if (e->flushed) mark = held = 0;  /* what went before went to the reader */
       out->len = mark;
       lp_buf_drop_refs(out, held);
       return -1;
@@ -702,6 +790,8 @@ typedef struct lp_decoder {
   int refs;  /* stack index of the table of shared values, 0 until needed */
   int keys;  /* stack index of the table of keys, 0 until needed */
   int flags;
+  lp_refill refill;  /* where later bytes come from; NULL: none */
+  void *refill_ud;
 } lp_decoder;
 
 static void bad(lp_decoder *d) { luaL_error(d->L, "luapool: corrupt value buffer"); }
@@ -734,17 +824,34 @@ static void make_keys(lp_decoder *d) {
 
 static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
   lua_State *L = d->L;
-  if (!shared) return;
+  if (!shared && !d->refill) return;
   make_refs(d);
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->refs, (int)ref + 1);
+}
+
+/* n key/value pairs into the table on top. */
+static void get_pairs(lp_decoder *d, uint32_t n) {
+  lua_State *L = d->L;
+  uint32_t j;
+  for (j = 0; j < n; j++) {
+    double k;
+    if (d->p >= d->end || *d->p == T_NIL) bad(d);
+    if (*d->p == T_NUM && d->end - d->p > 8) {  /* a NaN key: corrupt too */
+      memcpy(&k, d->p + 1, 8);
+      if (k != k) bad(d);
+    }
+    get_value(d);
+    get_value(d);
+    lua_rawset(L, -3);
+  }
 }
 
 /* Table sizes are checked against the bytes left (a value takes one at
 ** least, a pair two), then made exact. */
 static void get_table(lp_decoder *d, int shared) {
   lua_State *L = d->L;
-  uint32_t ref = d->nextref++, narr, nhash, i, j;
+  uint32_t ref = d->nextref++, narr, nhash, i;
   uint64_t left;
   if (d->end - d->p < 8) bad(d);
   memcpy(&narr, d->p, 4);
@@ -760,17 +867,42 @@ static void get_table(lp_decoder *d, int shared) {
     get_value(d);
     lua_rawseti(L, -2, (int)i);
   }
-  for (j = 0; j < nhash; j++) {
-    double k;
-    if (d->p >= d->end || *d->p == T_NIL) bad(d);
-    if (*d->p == T_NUM && d->end - d->p > 8) {  /* a NaN key: corrupt too */
-      memcpy(&k, d->p + 1, 8);
-      if (k != k) bad(d);
-    }
+  get_pairs(d, nhash);
+}
+
+/* The next bytes of a value that comes in parts; 1, or 0 at its end. */
+static int next_part(lp_decoder *d) {
+  const char *p;
+  size_t n = 0;
+  int r;
+  if (!d->refill) return 0;
+  while ((r = d->refill(d->refill_ud, &p, &n)) == 1 && n == 0) {}
+  if (r < 0) luaL_error(d->L, "luapool: the value was not written whole");
+  if (r == 0) return 0;
+  d->p = (const unsigned char *)p;
+  d->end = d->p + n;
+  return 1;
+}
+
+/* A list (see put_list): its parts may come while it is read. */
+static void get_list(lp_decoder *d, int shared) {
+  lua_State *L = d->L;
+  uint32_t ref = d->nextref++, nhash;
+  uint64_t n = get_varint(d), i;
+  if (n > INT32_MAX || (!d->refill && n > (uint64_t)(d->end - d->p))) bad(d);
+  lua_createtable(L, (int)n, 0);
+  keep_shared(d, shared, ref);
+  for (i = 1; i <= n; i++) {
+    if (d->p == d->end && !next_part(d)) bad(d);
     get_value(d);
-    get_value(d);
-    lua_rawset(L, -3);
+    lua_rawseti(L, -2, (int)i);
   }
+  if (d->p == d->end && !next_part(d)) bad(d);
+  if (d->end - d->p < 4) bad(d);
+  memcpy(&nhash, d->p, 4);
+  d->p += 4;
+  if (nhash > (uint64_t)(d->end - d->p) / 2) bad(d);
+  get_pairs(d, nhash);
 }
 
 typedef struct chunk { const char *p; size_t n; } chunk;
@@ -805,6 +937,15 @@ static void get_function(lp_decoder *d, int shared) {
 
 static void get_table(lp_decoder *d, int shared);
 static void get_function(lp_decoder *d, int shared);
+static void get_list(lp_decoder *d, int shared);
+
+static void get_composite(lp_decoder *d, int tag) {
+  switch (tag) {
+    case T_TABLE: case T_TABLE_SHARED: get_table(d, tag == T_TABLE_SHARED); break;
+    case T_LIST: case T_LIST_SHARED: get_list(d, tag == T_LIST_SHARED); break;
+    default: get_function(d, tag == T_FUNC_SHARED);
+  }
+}
 
 /* The decoder's side of put_on_new_stack: the value is built on a fresh
 ** coroutine stack, which gets the tables of shared values and keys too. */
@@ -822,8 +963,7 @@ static void get_on_new_stack(lp_decoder *d, int tag) {
   d->L = T;
   d->refs = 1;
   d->keys = 2;
-  if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
-  else get_function(d, tag == T_FUNC_SHARED);
+  get_composite(d, tag);
   lua_xmove(T, L, 1);
   d->L = L;
   d->refs = refs;
@@ -839,8 +979,7 @@ static void get_nested(lp_decoder *d, int tag) {
   if (d->depth % STACK_STEP == 0)
     luaL_checkstack(d->L, STACK_ROOM, "luapool: value nested too deep");
   if (++d->depth % LEVELS_PER_STACK == 0) get_on_new_stack(d, tag);
-  else if (tag == T_TABLE || tag == T_TABLE_SHARED) get_table(d, tag == T_TABLE_SHARED);
-  else get_function(d, tag == T_FUNC_SHARED);
+  else get_composite(d, tag);
   d->depth--;
 }
 
@@ -938,7 +1077,7 @@ static void get_value(lp_decoder *d) {
       lua_rawgeti(L, d->keys, (int)k + 1);
       break;
     }
-    case T_TABLE: case T_TABLE_SHARED:
+    case T_TABLE: case T_TABLE_SHARED: case T_LIST: case T_LIST_SHARED:
     case T_FUNC: case T_FUNC_SHARED: get_nested(d, tag); break;
     case T_REF: {
       uint64_t r = get_varint(d);
@@ -955,7 +1094,8 @@ static void get_value(lp_decoder *d) {
   }
 }
 
-static int decode(lua_State *L, const char *data, size_t len, int into_table, int flags) {
+static int decode(lua_State *L, const char *data, size_t len, int into_table, int flags,
+                  lp_refill refill, void *ud) {
   lp_decoder d;
   int n = 0;
   if (into_table) lua_newtable(L);
@@ -967,8 +1107,10 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table, in
   d.nkeys = 0;
   d.depth = 0;
   d.flags = flags;
+  d.refill = refill;
+  d.refill_ud = ud;
   d.base = lua_gettop(L);
-  while (d.p < d.end) {
+  while (d.p < d.end || next_part(&d)) {
     luaL_checkstack(L, 4, "luapool: too many values");
     get_value(&d);
     n++;
@@ -987,26 +1129,34 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table, in
 #define GC_PAUSE_BYTES 65536
 
 #ifdef LUA_GCISRUNNING  /* not in PUC 5.1, which then decodes as usual */
-typedef struct big_decode { const char *data; size_t len; int into_table, flags, n; } big_decode;
+typedef struct big_decode {
+  const char *data;
+  size_t len;
+  int into_table, flags, n;
+  lp_refill refill;
+  void *ud;
+} big_decode;
 
 static int decode_protected(lua_State *L) {
   big_decode *b = (big_decode *)lua_touserdata(L, 1);
   lua_pop(L, 1);
-  b->n = decode(L, b->data, b->len, b->into_table, b->flags);
+  b->n = decode(L, b->data, b->len, b->into_table, b->flags, b->refill, b->ud);
   return b->into_table ? 1 : b->n;
 }
 #endif
 
 static int decode_paused(lua_State *L, const char *data, size_t len, int into_table,
-                         int flags) {
+                         int flags, lp_refill refill, void *ud) {
 #ifdef LUA_GCISRUNNING
-  if (len >= GC_PAUSE_BYTES && lua_gc(L, LUA_GCISRUNNING, 0)) {
+  if ((len >= GC_PAUSE_BYTES || refill) && lua_gc(L, LUA_GCISRUNNING, 0)) {
     big_decode b;
     int r;
     b.data = data;
     b.len = len;
     b.into_table = into_table;
     b.flags = flags;
+    b.refill = refill;
+    b.ud = ud;
     b.n = 0;
     lua_gc(L, LUA_GCSTOP, 0);
     lua_pushcfunction(L, decode_protected);
@@ -1017,19 +1167,26 @@ static int decode_paused(lua_State *L, const char *data, size_t len, int into_ta
     return b.n;
   }
 #endif
-  return decode(L, data, len, into_table, flags);
+  return decode(L, data, len, into_table, flags, refill, ud);
 }
 
 int lp_decode(lua_State *L, const char *data, size_t len) {
-  return decode_paused(L, data, len, 0, 0);
+  return decode_paused(L, data, len, 0, 0, NULL, NULL);
 }
 
 int lp_decode_table(lua_State *L, const char *data, size_t len) {
-  return decode_paused(L, data, len, 1, 0);
+  return decode_paused(L, data, len, 1, 0, NULL, NULL);
 }
 
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
-  return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE);
+  return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE,
+                       NULL, NULL);
+}
+
+int lp_decode_refill(lua_State *L, const char *data, size_t len, lp_refill refill,
+                     void *ud, int flags) {
+  return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE,
+                       refill, ud);
 }
 
 int lp_decode_scalar(lua_State *L, const char *data, size_t len) {

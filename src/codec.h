@@ -54,6 +54,15 @@ typedef struct lp_encoder {
   int no_shared;      /* set by the caller: shared objects are refused */
   const void *globals;
   int modules;        /* registry ref of package.loaded inverted; 0: none */
+  int own_modules;    /* modules made for this message (a list: see put_list) */
+  /* Set by the caller to have a long table at the top of the value read
+  ** while it is written: flush takes *out's bytes each time it holds
+  ** flush_at or more (it leaves out empty, or returns -1 out of memory);
+  ** the reader decodes with a refill (lp_decode_refill). NULL: none. */
+  int (*flush)(void *ud, lp_buf *out);
+  void *flush_ud;
+  size_t flush_at;
+  int flushed;        /* this message: bytes have gone */
   lp_buf *out;
   lua_State *L;
   char err[LP_CODEC_ERRLEN];  /* after a failure: path and reason */
@@ -91,6 +100,15 @@ int lp_decode_table(lua_State *L, const char *data, size_t len);
 #define LP_DECODE_NOFUNC 1
 #define LP_DECODE_TABLE 2   /* as lp_decode_table */
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
+/* Where the rest of a value written with a flush comes from: 1 with the
+** next bytes in *p, *n; 0 at the end; -1 when the writer gave up. */
+typedef int (*lp_refill)(void *ud, const char **p, size_t *n);
+/* lp_decode_flags of a value that comes in parts: data[0..len) then what
+** refill gives. Every table is kept for references: the writer could not
+** mark the ones referred to again after their bytes had gone. Raises as
+** lp_decode does, and when the writer gave up. */
+int lp_decode_refill(lua_State *L, const char *data, size_t len, lp_refill refill,
+                     void *ud, int flags);
 /* Pushes the one value in data[0..len), or none, when it is nil, a boolean
 ** or a number: what needs no memory, so that it cannot raise. Returns how
 ** many (0 or 1), or -1 with nothing pushed for anything else. */

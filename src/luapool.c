@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "luapool_shared.h"
 #include "pool.h"
+#include "stream.h"
 #include "wire.h"
 
 #define POOL_MT "luapool.core.pool"
@@ -346,17 +347,20 @@ static int pool_status(lua_State *L) {
 
 #define SMALL_RESULT 256  /* bytes: decoded on the stack, not into a table */
 
-/* decode(data, len, packed) -> the values; packed: their count n and one
-** value: nil (n = 0), the value itself (n = 1), or a table of them. */
+/* decode(data, len, packed, untrusted [, stream]) -> the values; packed:
+** their count n and one value: nil (n = 0), the value itself (n = 1), or a
+** table of them. With a stream, the rest comes from it (stream.h). */
 static int decode(lua_State *L) {
   const char *data = (const char *)lua_touserdata(L, 1);
   size_t len = (size_t)lua_tonumber(L, 2);
   int packed = lua_toboolean(L, 3), n, i;
   int flags = lua_toboolean(L, 4) ? LP_DECODE_NOFUNC : 0;
+  void *stream = lua_touserdata(L, 5);
+  lp_refill refill = stream ? lp_stream_next : NULL;
   lua_settop(L, 0);
-  if (!packed) return lp_decode_flags(L, data, len, flags);
-  if (len > SMALL_RESULT) {  /* any number of values, a few stack slots */
-    n = lp_decode_flags(L, data, len, flags | LP_DECODE_TABLE);
+  if (!packed) return lp_decode_refill(L, data, len, refill, stream, flags);
+  if (len > SMALL_RESULT || stream) {  /* any number of values, a few stack slots */
+    n = lp_decode_refill(L, data, len, refill, stream, flags | LP_DECODE_TABLE);
     if (n == 1) {
       lua_rawgeti(L, 1, 1);
       lua_replace(L, 1);
@@ -376,30 +380,37 @@ static int decode(lua_State *L) {
   return 2;
 }
 
-/* Pushes what b decodes to, protected: a buffer that cannot be decoded here
-** (memory, nesting) must not lose the message. Returns the count, or -1
-** with the reason pushed. */
+/* Calls decode, protected: a buffer that cannot be decoded here (memory,
+** nesting) must not lose the message. Returns the count of values pushed,
+** or -1 with the reason pushed. */
+static int call_decode(lua_State *L, const char *data, size_t len, int astable,
+                       int untrusted, lp_stream *stream) {
+  int top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushnumber(L, (lua_Number)len);
+  lua_pushboolean(L, astable);
+  lua_pushboolean(L, untrusted);
+  lua_pushlightuserdata(L, stream);
+  if (lua_pcall(L, 5, LUA_MULTRET, 0) != LUA_OK) return -1;
+  return lua_gettop(L) - top;
+}
+
+/* Pushes what b decodes to (see call_decode). */
 static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untrusted) {
-  int top, n;
+  int n;
   if (astable && b->len == 0) {  /* no values: the empty result */
     lua_pushinteger(L, 0);
     lua_pushnil(L);
     return 2;
   }
-  top = lua_gettop(L);
   if ((n = lp_decode_scalar(L, b->data, b->len)) >= 0) {  /* a scalar: no call needed */
     if (!astable) return n;
     lua_pushinteger(L, 1);
     lua_insert(L, -2);
     return 2;
   }
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_pushlightuserdata(L, b->data);
-  lua_pushnumber(L, (lua_Number)b->len);
-  lua_pushboolean(L, astable);
-  lua_pushboolean(L, untrusted);
-  if (lua_pcall(L, 4, LUA_MULTRET, 0) != LUA_OK) return -1;
-  return lua_gettop(L) - top;
+  return call_decode(L, b->data, b->len, astable, untrusted, NULL);
 }
 
 /* Pushes the callback's arguments for m and frees m; returns their count:
@@ -415,13 +426,27 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
     lua_pushinteger(L, t->slot);
-    lua_pushboolean(L, !t->failed);
+    lua_pushboolean(L, 1);
     lua_pushinteger(L, m->worker_id);
+    k = 0;
+    if (t->stream) {  /* read as it is written: whether it failed shows at its end */
+      int top = lua_gettop(L);
+      k = call_decode(L, NULL, 0, 1, 0, t->stream);
+      lp_stream_wait_end(t->stream);  /* t is the main thread's again */
+      if (t->failed) lua_settop(L, top);
+    }
+    if (t->failed) {
+      lua_pushboolean(L, 0);
+      lua_replace(L, -3);
+    }
     if (t->failed && t->out.len == 0) {
       lua_pushliteral(L, "out_of_memory");
       lua_pushliteral(L, "the worker ran out of memory writing the result");
       k = 2;
-    } else if ((k = push_decoded(L, &t->out, !t->failed, t->msg.untrusted)) < 0) {
+    } else if (!t->stream || t->failed) {
+      k = push_decoded(L, &t->out, !t->failed, t->msg.untrusted);
+    }
+    if (k < 0) {
       const char *why = lua_tostring(L, -1);
       lua_pushfstring(L, "the result could not be copied into the main state: %s",
                       why ? why : "?");

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "interrupt.h"
 #include "pool.h"
+#include "stream.h"
 
 #define MAIN_SPIN_NS 50000
 #define IDLE_GRACE_MS 1000
@@ -128,12 +129,18 @@ lp_task *lp_task_new(lp_pool *p) {
 }
 
 static void task_destroy(lp_task *t) {
+  lp_stream_free(t->stream);
   lp_buf_free(&t->in);
   lp_buf_free(&t->out);
   free(t);
 }
 
 void lp_task_free(lp_pool *p, lp_task *t) {
+  if (t->stream) {  /* its worker may still be writing it: never for long */
+    lp_stream_wait_end(t->stream);
+    lp_stream_free(t->stream);
+    t->stream = NULL;
+  }
   p->tasks[t->slot] = NULL;
   p->free_slots[p->nfree_slots++] = t->slot;
   if (p->nfree >= FREE_TASKS_MAX) {
@@ -748,7 +755,13 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
 void lp_pool_post_task(lp_pool *p, lp_task *t) {
   lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
   lp_stats_add(&p->run_time, t->t_end - t->t_start);
-  lp_pool_post(p, &t->msg);
+  if (!t->stream) {
+    lp_pool_post(p, &t->msg);
+    return;
+  }
+  if (!t->failed && t->out.len && lp_stream_publish(t->stream, &t->out))
+    lp_task_fail(t, NULL, NULL);  /* out of memory */
+  lp_stream_end(t->stream, t->failed);  /* the main thread may free t now */
 }
 
 static lp_msg *take_all(lp_pool *p) {

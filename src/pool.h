@@ -87,6 +87,7 @@ struct lp_task {
   unsigned id;                 /* never 0; names it across a process boundary */
   int slot;                    /* its index in the pool's tasks, >= 1: how Lua names it */
   lp_buf in, out;
+  struct lp_stream *stream;    /* threads: a large result, posted as it is written */
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 };
 
@@ -317,7 +318,9 @@ void lp_place_move(lp_worker *w, int placed);
 
 /* Worker threads. */
 void lp_pool_post(lp_pool *p, lp_msg *m);
-/* Posts a finished task, its times added to the pool's statistics. Lock held. */
+/* Posts a finished task, its times added to the pool's statistics; one
+** posted while its result was written (t->stream, rt_thread.c) gets the
+** rest of it, or its failure, instead. Lock held. */
 void lp_pool_post_task(lp_pool *p, lp_task *t);
 /* On w's thread: posts a postMessage value once fewer than LP_MESSAGES_MAX
 ** wait for the host, blocking until then; -1 (m freed, not posted) when the

@@ -519,6 +519,9 @@ static int run_task(lua_State *L) {
     return 0;
   }
   t->out->len = 0;
+  s->enc.flush = s->host.result;  /* lp_state_run takes it back, whatever happens */
+  s->enc.flush_ud = s->host.ud;
+  s->enc.flush_at = s->host.result_chunk;
   if (lp_encode(&s->enc, L, t->out, 2, lua_gettop(L) - 1, "result")) {
     lua_pushstring(L, s->enc.err);
     put_error(s, t, "serialize", lua_gettop(L), NULL, NULL);
@@ -550,6 +553,7 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *o
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->run_ref);
     status = lua_pcall(L, 0, 0, 0);
     s->io = NULL;
+    s->enc.flush = NULL;
     s->heap.enforce = 0;
     if (status == LUA_ERRMEM) {
       lua_pushnil(L);

@@ -44,6 +44,10 @@ typedef struct lp_state_host {
   int (*message)(void *ud, lp_buf *body);
   /* An "error" event about the worker, tied to no task. */
   void (*event)(void *ud, const char *text);
+  /* Takes the bytes of a large result written so far (the encoder's flush,
+  ** every result_chunk bytes); NULL: a result is written whole first. */
+  int (*result)(void *ud, lp_buf *out);
+  size_t result_chunk;
 } lp_state_host;
 
 typedef struct lp_state {
