@@ -4,12 +4,24 @@
 -- gives: references across parts, cycles, holes, other keys, values after the
 -- list, modules by name; a value that cannot cross, found after parts have
 -- gone, rejects the task as any other result does. Process workers write
--- their results whole: the same specs hold for them.
+-- their results whole: the same specs hold for them. The same goes for a
+-- long list given to pool:run: a thread worker takes the task with its first
+-- part and reads the rest while the main thread writes it.
 local luapool = require "luapool"
 local helpers = require "spec.support.helpers"
+local it_threads = helpers.threads_only(it, pending)
 
 local FILE = "spec/fixtures/big_lists.lua"
 local N = 30000  -- some 700 KiB of result: about ten parts of 64 KiB
+local make = dofile(FILE).make
+
+-- records(n), with the references that records() in the fixture adds.
+local function records(n)
+  local list = make(n)
+  list[n].first, list[n].list = list[1], list
+  list.name = "records"
+  return list
+end
 
 describe("large results", function()
   local pool
@@ -108,3 +120,66 @@ describe("large results", function()
     assert.are.equal(N, #pool:run(N, { name = "records" }):get())
   end)
 end)
+
+describe("large task values", function()
+  local scope = helpers.scope()
+  after_each(scope.cleanup)
+
+  local function new_pool(o)
+    o.filename = FILE
+    return scope.new_pool(o)
+  end
+
+  it("reach the worker whole, with references across parts", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    for _ = 1, 3 do
+      local n, first, cycle, name, last = pool:run(records(N), { name = "check" }):get()
+      assert.are.same({ N, true, true, "records", "item" .. N }, { n, first, cycle, name, last })
+    end
+  end)
+
+  it("cross with a function handler too", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local t = pool:run(records(N), { handler = function(list) return #list, list[N].list == list end })
+    assert.are.same({ N, true }, { t:get() })
+  end)
+
+  it("raise serialize at once when a value late in the list cannot cross", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 2 }
+    for _ = 1, 3 do
+      local list = records(N)
+      list[N - 10].co = coroutine.create(function() end)
+      local err = helpers.raised(pool.run, pool, list, { name = "check" })
+      assert.are.equal("serialize", err.code)
+      assert.matches("task%[" .. (N - 10) .. "%]%.co: a thread cannot cross", err.message)
+      -- the task the worker may have begun to read is gone without a trace
+      assert.are.equal(N, (pool:run(records(N), { name = "check" }):get()))
+    end
+    assert.are.equal(0, pool.queueSize)
+  end)
+
+  it_threads("raise queue_full when the first part finds no room", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1, maxQueue = 0, runtime = "threads" }
+    local ch = luapool.channel()
+    local busy = pool:run(ch, { name = "wait" })
+    local err = helpers.raised(pool.run, pool, records(N), { name = "check" })
+    assert.are.equal("queue_full", err.code)
+    ch:push("done")
+    assert.are.equal("done", busy:get())
+    assert.are.equal(N, (pool:run(records(N), { name = "check" }):get()))
+  end)
+
+  it_threads("queued on threads run on process workers after a switch", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1, runtime = "threads" }
+    local ch = luapool.channel()
+    local busy = pool:run(ch, { name = "wait" })
+    local big = pool:run(records(N), { name = "check" })
+    assert.is_false(pool:recycleWorkers { runtime = "process", timeout = 0 })
+    ch:push("done")
+    assert.are.equal("done", busy:get())
+    local n, first, cycle = big:get()
+    assert.are.same({ N, true, true }, { n, first, cycle })
+    assert.are.equal("process", pool:run(0, { handler = function() return require("luapool").runtime end }):get())
+  end)
+end)
+

@@ -44,6 +44,19 @@ int lp_buf_hold(lp_buf *b, void *o) {
   return 0;
 }
 
+int lp_buf_append(lp_buf *b, const lp_buf *src) {
+  size_t i, len = b->len, held = lp_buf_nrefs(b), n = lp_buf_nrefs(src);
+  if (lp_buf_put(b, src->data, src->len)) return -1;
+  for (i = 0; i < n; i++) {
+    if (lp_buf_hold(b, src->refs->o[i])) {
+      b->len = len;
+      lp_buf_drop_refs(b, held);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 size_t lp_buf_nrefs(const lp_buf *b) {
   return b->refs ? b->refs->n : 0;
 }

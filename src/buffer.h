@@ -20,6 +20,9 @@ void lp_buf_free(lp_buf *b);  /* and drops its references */
 /* Adds a reference to shared object o (an lp_shared *); 0, or -1 when
 ** memory is exhausted. */
 int lp_buf_hold(lp_buf *b, void *o);
+/* Appends src's bytes to b, with a reference of b's own to each object
+** src's name; 0, or -1 out of memory (b then unchanged). */
+int lp_buf_append(lp_buf *b, const lp_buf *src);
 /* How many references b holds; drops those past the first n. */
 size_t lp_buf_nrefs(const lp_buf *b);
 void lp_buf_drop_refs(lp_buf *b, size_t n);

@@ -12,6 +12,10 @@
 **   list / list-shared      varint n, the values at 1..n, u32 nhash, the
 **                           other pairs: a long table at the top of a value
 **                           that may be read while written (e->flush)
+**   keep-all                (first, before any value) the message's tables
+**                           are not marked shared: the reader keeps every
+**                           one (written for a list: its bytes may be read
+**                           before a mark could be made)
 **   func / func-shared      varint size, bytecode, u8 nups, nups values
 **   ref                     varint number of an earlier table or function
 **   globals                 the receiving state's globals table
@@ -49,7 +53,7 @@
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_NUM, T_STR, T_TABLE, T_TABLE_SHARED,
   T_FUNC, T_FUNC_SHARED, T_REF, T_GLOBALS, T_KEY, T_HANDLE, T_CDATA, T_MODULE,
-  T_KEYREF, T_LIST, T_LIST_SHARED
+  T_KEYREF, T_LIST, T_LIST_SHARED, T_KEEPALL
 };
 
 /* A table at the top of a value, this long or longer, is written as a list
@@ -349,7 +353,7 @@ static int put_seen(lp_encoder *e, const void *p) {
   }
   i = map_find(&e->seen, p, SEEN_SHIFT);
   if ((ref = map_number(&e->seen, i)) >= 0) {
-    if (!e->flushed) {  /* else its bytes are gone: the reader keeps every table */
+    if (!e->keep_all) {  /* else its bytes may be gone: the reader keeps every table */
       char *tag = &e->out->data[e->tagpos[ref]];
       if (*tag == T_TABLE) *tag = T_TABLE_SHARED;
       else if (*tag == T_FUNC) *tag = T_FUNC_SHARED;
@@ -441,6 +445,21 @@ static int in_list(lua_State *L, int k, size_t n) {
   return d >= 1 && d <= (double)n && d == floor(d);
 }
 
+/* The message's tables go unmarked from now: a keep-all byte goes first
+** (see put_list). Nothing of the message has gone yet, nor is any table
+** begun but the list: the bytes after the start move up by one. */
+static int put_keep_all(lp_encoder *e) {
+  unsigned char *p = room(e, 1);
+  char *start;
+  if (!p) return -1;
+  start = e->out->data + e->start;
+  memmove(start + 1, start, e->out->len - e->start);
+  *start = T_KEEPALL;
+  e->out->len++;
+  e->keep_all = 1;
+  return 0;
+}
+
 /* What is written so far goes to the reader (lp_encoder's flush). */
 static int flush(lp_encoder *e) {
   if (e->flush(e->flush_ud, e->out)) return oom(e);
@@ -459,7 +478,7 @@ static int put_list(lp_encoder *e, int idx, size_t n) {
   int top = lua_gettop(L);
   unsigned char *p;
   if (!e->modules && !lp_encoder_modules(e, L)) e->own_modules = 1;
-  if (!(p = room(e, 1 + LP_VARINT_MAX))) return -1;
+  if ((!e->keep_all && put_keep_all(e)) || !(p = room(e, 1 + LP_VARINT_MAX))) return -1;
   *p++ = T_LIST;
   done(e, varint_at(p, n));
   for (i = 1; i <= n; i++) {
@@ -658,7 +677,7 @@ static int put_value(lp_encoder *e, int idx) {
 
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
-  e->flushed = 0;
+  e->flushed = e->keep_all = 0;
   if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
     if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);
     e->msg = 1;
@@ -736,6 +755,7 @@ int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   if ((r = put_scalars(e, L, out, idx, n, root)) <= 0) return r;
   encoder_reset(e);
+  e->start = out->len;
   r = lp_encode_more(e, L, out, idx, n, root);
   if (e->own_modules) {  /* put_list's */
     lp_encoder_no_modules(e, L);
@@ -792,6 +812,7 @@ typedef struct lp_decoder {
   int flags;
   lp_refill refill;  /* where later bytes come from; NULL: none */
   void *refill_ud;
+  int keep_all;      /* keep every table for references (T_KEEPALL) */
 } lp_decoder;
 
 static void bad(lp_decoder *d) { luaL_error(d->L, "luapool: corrupt value buffer"); }
@@ -824,7 +845,7 @@ static void make_keys(lp_decoder *d) {
 
 static void keep_shared(lp_decoder *d, int shared, uint32_t ref) {
   lua_State *L = d->L;
-  if (!shared && !d->refill) return;
+  if (!shared && !d->keep_all) return;
   make_refs(d);
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->refs, (int)ref + 1);
@@ -1109,8 +1130,14 @@ static int decode(lua_State *L, const char *data, size_t len, int into_table, in
   d.flags = flags;
   d.refill = refill;
   d.refill_ud = ud;
+  d.keep_all = 0;
   d.base = lua_gettop(L);
   while (d.p < d.end || next_part(&d)) {
+    if (*d.p == T_KEEPALL && n == 0 && !d.keep_all) {  /* first, or not at all */
+      d.p++;
+      d.keep_all = 1;
+      continue;
+    }
     luaL_checkstack(L, 4, "luapool: too many values");
     get_value(&d);
     n++;

@@ -63,6 +63,8 @@ typedef struct lp_encoder {
   void *flush_ud;
   size_t flush_at;
   int flushed;        /* this message: bytes have gone */
+  int keep_all;       /* this message: tables go unmarked (put_list) */
+  size_t start;       /* where this message begins in out (lp_encode) */
   lp_buf *out;
   lua_State *L;
   char err[LP_CODEC_ERRLEN];  /* after a failure: path and reason */
@@ -104,9 +106,7 @@ int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags);
 ** next bytes in *p, *n; 0 at the end; -1 when the writer gave up. */
 typedef int (*lp_refill)(void *ud, const char **p, size_t *n);
 /* lp_decode_flags of a value that comes in parts: data[0..len) then what
-** refill gives. Every table is kept for references: the writer could not
-** mark the ones referred to again after their bytes had gone. Raises as
-** lp_decode does, and when the writer gave up. */
+** refill gives. Raises as lp_decode does, and when the writer gave up. */
 int lp_decode_refill(lua_State *L, const char *data, size_t len, lp_refill refill,
                      void *ud, int flags);
 /* Pushes the one value in data[0..len), or none, when it is nil, a boolean

@@ -191,6 +191,8 @@ static int core_new(lua_State *L) {
 
 /* pool:destroy([terminate_ms]) -> how many workers did not stop in time
 ** (they are detached and left running). Also the __gc metamethod. */
+static void end_cut_write(lp_pool *p);
+
 static int pool_destroy(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
   double ms = luaL_optnumber(L, 2, b->terminate_ms);
@@ -198,6 +200,7 @@ static int pool_destroy(lua_State *L) {
   if (b->p) {
     lp_pool *p = b->p;
     b->p = NULL;
+    end_cut_write(p);
     stuck = lp_pool_shutdown(p, ms);
     lp_pool_release(p);
   }
@@ -217,14 +220,58 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
 ** modules by name when that is what it takes (lp_encoder_modules). */
 static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
   size_t mark = in->len;
-  int r;
-  if (lp_encode(e, L, in, 2, 1, "handler") == 0 && lp_encode_more(e, L, in, 4, 1, "task") == 0)
-    return 0;
+  int r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
+  if (e->own_modules) {  /* a list's (codec.c put_list) */
+    lp_encoder_no_modules(e, L);
+    e->own_modules = 0;
+  }
+  if (r == 0 || e->flushed) return r ? -1 : 0;  /* once parts have gone, no second pass */
   in->len = mark;
   if (lp_encoder_modules(e, L)) return -1;
   r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
   lp_encoder_no_modules(e, L);
   return r ? -1 : 0;
+}
+
+/* A task whose value is large goes to the pool with its first part, and a
+** worker reads it while the rest is written (stream.h): the encoder's flush,
+** for the task p->writing. */
+static int submit_part(void *ud, lp_buf *in) {
+  lp_pool *p = (lp_pool *)ud;
+  lp_task *t = p->writing;
+  if (t->in_stream) return lp_stream_publish(t->in_stream, in);
+  if (!(t->in_stream = lp_stream_new()) || lp_stream_publish(t->in_stream, in)) return -1;
+  t->t_queued = lp_now_ns();
+  if ((p->write_r = lp_pool_submit(p, t)) != 0) return -1;
+  p->write_submitted = 1;
+  return 0;
+}
+
+/* After the encoding of p->writing (failed: it did not finish; or a Lua
+** error left it so, seen at the next submit): the rest and the end of a
+** value that went in parts go to its reader. Returns 1 when the task is
+** the caller's to free (not in the pool), -1 when a worker has it (its
+** encoding failed: the worker finds the value cut short, and the task is
+** dropped when it comes back, push_msg), 0 when the pool has it whole. */
+static int end_write(lp_pool *p, int failed) {
+  lp_task *t = p->writing;
+  p->writing = NULL;
+  if (!t->in_stream) return failed;
+  if (!failed && t->in.len && lp_stream_publish(t->in_stream, &t->in)) failed = 1;
+  lp_stream_end(t->in_stream, failed);
+  if (!p->write_submitted) return 1;
+  if (!failed) return 0;
+  if (lp_pool_stop_task(p, t, 1) == LP_TASK_QUEUED) return 1;
+  t->dropped = 1;
+  return -1;
+}
+
+/* A write that a Lua error (memory) cut short, p->writing left set: its
+** worker must not wait for the rest for ever. */
+static void end_cut_write(lp_pool *p) {
+  lp_task *t = p->writing;
+  p->enc.flush = NULL;
+  if (t && end_write(p, 1) > 0) lp_task_free(p, t);
 }
 
 /* submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
@@ -234,10 +281,11 @@ static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
 static int submit(lua_State *L) {
   pool_box *b = (pool_box *)lua_touserdata(L, lua_upvalueindex(1));
   lp_pool *p = b->p;
-  int kind, r;
+  int kind, r, failed;
   lp_task *t;
   char k;
   if (!p) return luaL_error(L, "luapool: pool is destroyed");
+  end_cut_write(p);
   kind = (int)luaL_checkinteger(L, 1);
   k = (char)kind;
   t = lp_task_new(p);
@@ -253,16 +301,28 @@ static int submit(lua_State *L) {
     return luaL_error(L, "luapool: out of memory");
   }
   p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
-  if (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
-                             : lp_encode(&p->enc, L, &t->in, 4, 1, "task")) {
-    lp_task_free(p, t);
-    return fail(L, "serialize", p->enc.err);
-  }
-  t->t_queued = lp_now_ns();
-  r = lp_pool_submit(p, t);
-  if (r == 0) {
+  p->enc.flush = p->enc.no_shared ? NULL : submit_part;
+  p->enc.flush_ud = p;
+  p->enc.flush_at = LP_STREAM_CHUNK;
+  p->writing = t;
+  p->write_submitted = p->write_r = 0;
+  failed = kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
+                                  : lp_encode(&p->enc, L, &t->in, 4, 1, "task") != 0;
+  p->enc.flush = NULL;
+  if ((r = end_write(p, failed)) < 0) return fail(L, "serialize", p->enc.err);
+  if (r == 0 && p->write_submitted) {
     lua_pushinteger(L, t->slot);
     return 1;
+  }
+  if (r == 0) {
+    t->t_queued = lp_now_ns();
+    if ((r = lp_pool_submit(p, t)) == 0) {
+      lua_pushinteger(L, t->slot);
+      return 1;
+    }
+  } else if (!(r = p->write_r)) {
+    lp_task_free(p, t);
+    return fail(L, "serialize", p->enc.err);
   }
   lp_task_free(p, t);
   if (r == LP_EFULL)
@@ -413,7 +473,8 @@ static int push_decoded(lua_State *L, const lp_buf *b, int astable, int untruste
   return call_decode(L, b->data, b->len, astable, untrusted, NULL);
 }
 
-/* Pushes the callback's arguments for m and frees m; returns their count:
+/* Pushes the callback's arguments for m and frees m; returns their count
+** (-1: none, and no call, for a task dropped by its submit):
 ** callback(task, true, workerId, n, v) (v: nil, the one value, or a table) or
 ** callback(task, false, workerId, code, message, value, traceback) or
 ** callback(event, nil, workerId [, value or text]): four values at most after
@@ -422,6 +483,10 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
   static const char *const events[] = {NULL, "message", "workerCreate",
                                        "workerDestroy", "error"};
   int n = 3, k;
+  if (m->kind == LP_MSG_TASK && ((lp_task *)m)->dropped) {  /* its submit failed */
+    lp_task_free(p, (lp_task *)m);
+    return -1;
+  }
   lua_pushvalue(L, 3);
   if (m->kind == LP_MSG_TASK) {
     lp_task *t = (lp_task *)m;
@@ -541,7 +606,7 @@ static int pool_poll(lua_State *L) {
     int exited = m->kind == LP_MSG_EXIT;
     p->backlog = m->next;
     int nargs;
-    nargs = push_msg(L, p, m);
+    if ((nargs = push_msg(L, p, m)) < 0) continue;
     if (exited) lp_pool_maintain(p);  /* before a callback that may raise */
     if (hook && !lua_gethook(L)) lua_sethook(L, hook, mask, hookcount);
     lua_call(L, nargs, 0);  /* the callback runs with the caller's hook */

@@ -130,6 +130,7 @@ lp_task *lp_task_new(lp_pool *p) {
 
 static void task_destroy(lp_task *t) {
   lp_stream_free(t->stream);
+  lp_stream_free(t->in_stream);
   lp_buf_free(&t->in);
   lp_buf_free(&t->out);
   free(t);
@@ -141,6 +142,9 @@ void lp_task_free(lp_pool *p, lp_task *t) {
     lp_stream_free(t->stream);
     t->stream = NULL;
   }
+  lp_stream_free(t->in_stream);  /* written by the main thread, read by now */
+  t->in_stream = NULL;
+  t->dropped = 0;
   p->tasks[t->slot] = NULL;
   p->free_slots[p->nfree_slots++] = t->slot;
   if (p->nfree >= FREE_TASKS_MAX) {
@@ -462,6 +466,14 @@ void lp_task_fail(lp_task *t, const char *code, const char *message) {
   t->failed = 1;
   t->out.len = 0;
   if (code) lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
+}
+
+int lp_task_whole(lp_task *t) {
+  if (!t->in_stream) return 0;
+  if (lp_stream_gather(t->in_stream, &t->in)) return -1;
+  lp_stream_free(t->in_stream);
+  t->in_stream = NULL;
+  return 0;
 }
 
 /* Settles t, which no worker will run, as failed with code and message. Lock held. */

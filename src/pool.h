@@ -88,6 +88,8 @@ struct lp_task {
   int slot;                    /* its index in the pool's tasks, >= 1: how Lua names it */
   lp_buf in, out;
   struct lp_stream *stream;    /* threads: a large result, posted as it is written */
+  struct lp_stream *in_stream; /* threads: a large value, submitted as it was written */
+  int dropped;                 /* its submit failed after a worker took it: not settled */
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
 };
 
@@ -233,6 +235,10 @@ struct lp_pool {
   atomic_int others_avg;      /* other runnable threads, decaying average, x256 */
   atomic_int spin_ok;
   atomic_int main_cpu;        /* the core of the main thread's last submit (place.c) */
+  /* main thread: the task whose value is being written (luapool.c submit) */
+  lp_task *writing;
+  int write_submitted;        /* it went to the pool with its first part */
+  int write_r;                /* lp_pool_submit's refusal then */
 };
 
 #define LP_FOREVER_MS 1e12        /* durations this long mean "no limit" */
@@ -259,6 +265,9 @@ lp_task *lp_task_at(lp_pool *p, long slot);   /* NULL where no task is */
 /* Makes t's outcome a failure with code and message; code NULL: an empty
 ** outcome, which reads as out of memory (as does one that fails to encode). */
 void lp_task_fail(lp_task *t, const char *code, const char *message);
+/* A task's value submitted in parts (t->in_stream), made whole in t->in for
+** a runtime that sends it on: 0, or -1 out of memory. */
+int lp_task_whole(lp_task *t);
 /* Queues t; returns 0, LP_EFULL, LP_ESTOPPED, or LP_ESPAWN (no worker could
 ** be started and none is live). */
 enum { LP_EFULL = 1, LP_ESTOPPED, LP_ESPAWN, LP_EBROKEN, LP_ESIGNAL };

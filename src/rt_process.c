@@ -304,6 +304,7 @@ static int refuse_shared(lp_task *t) {
 }
 
 static int put_task(lp_proc *c, lp_task *t) {
+  if (lp_task_whole(t)) return -1;
   t->sent_at = c->written + c->out.len;
   if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len)) return -1;
   t->in_child = 1;
@@ -352,6 +353,10 @@ static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
   int was_sent = t->in_child, r;
   lp_frame f;
+  if (lp_task_whole(t)) {
+    lp_task_fail(t, NULL, NULL);
+    return 0;
+  }
   if (lp_buf_nrefs(&t->in)) return refuse_shared(t);
   if ((r = send_tasks(w, t)) == -2) {
     lp_task_fail(t, NULL, NULL);

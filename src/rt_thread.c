@@ -73,8 +73,21 @@ static int th_open(lp_worker *w, char *err, size_t errlen) {
   return 0;
 }
 
+/* A task whose value came in parts (t->in_stream: submitted as it was
+** written) is read as they come; its first part holds its header. */
 static int th_run(lp_worker *w, lp_task *t) {
-  int stopped = lp_state_run(&w->st, t->id, t->in.data, t->in.len, &t->out, &t->failed);
+  const char *in;
+  size_t len;
+  int stopped;
+  if (!t->in_stream) {  /* else t->in is still the main thread's to write */
+    in = t->in.data;
+    len = t->in.len;
+  } else if (lp_stream_next(t->in_stream, &in, &len) != 1) {
+    lp_task_fail(t, "serialize", "task: the value was not written whole");
+    return 0;
+  }
+  stopped = lp_state_run(&w->st, t->id, in, len, t->in_stream ? lp_stream_next : NULL,
+                         t->in_stream, &t->out, &t->failed);
   heap_seen(w);
   return stopped;
 }

@@ -347,6 +347,8 @@ static void push_default_handler(lua_State *L, lp_state *s) {
 typedef struct task_io {
   const char *in;
   size_t len;
+  lp_refill refill;  /* the rest of in, when it comes in parts; NULL: none */
+  void *refill_ud;
   lp_buf *out;
   int failed;
   int oom;  /* the state ran out of memory: it may be inconsistent */
@@ -497,7 +499,9 @@ static int run_task(lua_State *L) {
   } else if (kind != LP_RUN_HANDLER) {
     return luaL_error(L, "luapool: corrupt task");
   }
-  if (lp_decode_scalar(L, t->in + pos, t->len - pos) < 0)  /* else a scalar, pushed */
+  if (t->refill)
+    lp_decode_refill(L, t->in + pos, t->len - pos, t->refill, t->refill_ud, 0);
+  else if (lp_decode_scalar(L, t->in + pos, t->len - pos) < 0)  /* else a scalar, pushed */
     lp_decode(L, t->in + pos, t->len - pos);
   clear_key(L, UP_TRACEBACK_KEY);  /* none from an earlier task, should msgh fail */
   make_room(L);
@@ -537,13 +541,15 @@ static void push_run_task(lua_State *L, lp_state *s) {
   lua_pushcclosure(L, run_task, 4);
 }
 
-int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *out,
-                 int *failed) {
+int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_refill refill,
+                 void *refill_ud, lp_buf *out, int *failed) {
   lua_State *L = s->L;
   task_io t;
   int stopped = 0;
   t.in = in;
   t.len = len;
+  t.refill = refill;
+  t.refill_ud = refill_ud;
   t.out = out;
   t.failed = t.oom = 0;
   lua_settop(L, 0);

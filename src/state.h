@@ -69,12 +69,13 @@ typedef struct lp_state {
 /* Opens s->L and loads the default task file ahead of the first task; 0, or
 ** -1 with the reason in err. */
 int lp_state_open(lp_state *s, char *err, size_t errlen);
-/* Runs task `id` (in: kind byte, header, encoded value) and writes its
-** outcome to out: the results, or when *failed code, message, value and
-** traceback. Returns 1 when the state is to be replaced (the task was
-** stopped, ran out of memory, or called os.exit). */
-int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_buf *out,
-                 int *failed);
+/* Runs task `id` (in: kind byte, header, encoded value, the value's rest
+** from refill when it comes in parts) and writes its outcome to out: the
+** results, or when *failed code, message, value and traceback. Returns 1
+** when the state is to be replaced (the task was stopped, ran out of
+** memory, or called os.exit). */
+int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_refill refill,
+                 void *refill_ud, lp_buf *out, int *failed);
 /* Runs teardown, then closes the state; idempotent. */
 void lp_state_close(lp_state *s);
 /* Closes the state and frees the encoder: the end of s. */

@@ -70,6 +70,16 @@ void lp_stream_wait_end(lp_stream *s) {
   pthread_mutex_unlock(&s->lock);
 }
 
+int lp_stream_gather(lp_stream *s, lp_buf *out) {
+  size_t i, n;
+  pthread_mutex_lock(&s->lock);
+  n = s->n;
+  pthread_mutex_unlock(&s->lock);
+  for (i = 0; i < n; i++)
+    if (lp_buf_append(out, &s->chunks[i])) return -1;
+  return 0;
+}
+
 void lp_stream_free(lp_stream *s) {
   size_t i;
   if (!s) return;

@@ -242,7 +242,7 @@ static int serve(worker *wk, const lp_frame *f) {
     failed = 1;
     stopped = 0;
   } else {
-    stopped = lp_state_run(&wk->st, f->id, f->body, f->len, &wk->outcome, &failed);
+    stopped = lp_state_run(&wk->st, f->id, f->body, f->len, NULL, NULL, &wk->outcome, &failed);
   }
   head[1] = lp_now_ns() - head[1];
   head[0] = lp_state_heap(&wk->st);
