@@ -181,5 +181,62 @@ describe("large task values", function()
     assert.are.same({ N, true, true }, { n, first, cycle })
     assert.are.equal("process", pool:run(0, { handler = function() return require("luapool").runtime end }):get())
   end)
+
+  it_threads("raise queue_full with a function handler too, and lose nothing", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1, maxQueue = 0, runtime = "threads" }
+    local ch = luapool.channel()
+    local busy = pool:run(ch, { name = "wait" })
+    for _ = 1, 3 do
+      local err = helpers.raised(pool.run, pool, records(N), { handler = function(list) return #list end })
+      assert.are.equal("queue_full", err.code)
+    end
+    ch:push("done")
+    assert.are.equal("done", busy:get())
+    assert.are.equal(N, pool:run(records(N), { handler = function(list) return #list end }):get())
+  end)
+
+  it("copy a loaded module of plain Lua, as shorter values do", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    package.loaded["stream_spec_plain"] = { x = 1 }
+    local list = records(N)
+    local mod = package.loaded["stream_spec_plain"]
+    mod.x = 5
+    list[N].mod, list[1].mod = mod, mod
+    local ok, x, same = pcall(function()
+      return pool:run(list, { handler = function(l) return l[N].mod.x, l[1].mod == l[N].mod end }):get()
+    end)
+    package.loaded["stream_spec_plain"] = nil
+    assert.is_true(ok, type(x) == "table" and x.message or tostring(x))
+    assert.are.same({ 5, true }, { x, same })
+  end)
+
+  it("send a loaded module that holds C functions by name, after parts have gone", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local list = records(N)
+    list[N].lib = string
+    local t = pool:run(list, { handler = function(l) return l[N].lib == string, l[N].lib.rep("a", 3) end })
+    assert.are.same({ true, "aaa" }, { t:get() })
+  end)
+
+  it_threads("that name a channel, queued on threads, reject on process workers", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1, runtime = "threads" }
+    local ch, held = luapool.channel(), luapool.channel()
+    local busy = pool:run(ch, { name = "wait" })
+    local tasks = {}
+    for i = 1, 4 do
+      local list = records(N)
+      list[N].ch = held
+      tasks[i] = pool:run(list, { name = "check" })
+    end
+    assert.is_false(pool:recycleWorkers { runtime = "process", timeout = 0 })
+    ch:push("done")
+    assert.are.equal("done", busy:get())
+    for i = 1, 4 do
+      local err = helpers.raised(tasks[i].get, tasks[i])
+      assert.are.equal("serialize", err.code)
+      assert.matches("channel or buffer cannot cross", err.message)
+    end
+    assert.are.equal(N, (pool:run(records(N), { name = "check" }):get()))
+  end)
 end)
 

@@ -56,9 +56,6 @@ enum {
   T_KEYREF, T_LIST, T_LIST_SHARED, T_KEEPALL
 };
 
-/* A table at the top of a value, this long or longer, is written as a list
-** when the encoder may flush (lp_encoder's flush). */
-#define LIST_MIN 256
 
 /* ---- encoder: pointer maps -------------------------------------------- */
 
@@ -122,6 +119,15 @@ static int map_grow(lp_ptrmap *m, size_t n, int shift) {
 static int map_room(lp_ptrmap *m, int shift) {
   if (m->slot && m->used + 1 <= (m->mask + 1) / 2 && m->used < m->nptrs) return 0;
   return map_grow(m, m->used + 1, shift);
+}
+
+/* Forgets the entries numbered used and after, the newest first: none of
+** the older ones was placed past a slot that a newer one took. */
+static void map_truncate(lp_ptrmap *m, size_t used, int shift) {
+  while (m->used > used) {
+    m->used--;
+    m->slot[map_find(m, m->ptrs[m->used], shift)] = 0;
+  }
 }
 
 static void map_clear(lp_ptrmap *m) {
@@ -446,8 +452,9 @@ static int in_list(lua_State *L, int k, size_t n) {
 }
 
 /* The message's tables go unmarked from now: a keep-all byte goes first
-** (see put_list). Nothing of the message has gone yet, nor is any table
-** begun but the list: the bytes after the start move up by one. */
+** (see put_list). At the first flush nothing of the message has gone yet,
+** and no table is begun but the list, whose bytes patch nothing before
+** here: the bytes after the start move up by one. */
 static int put_keep_all(lp_encoder *e) {
   unsigned char *p = room(e, 1);
   char *start;
@@ -460,33 +467,70 @@ static int put_keep_all(lp_encoder *e) {
   return 0;
 }
 
-/* What is written so far goes to the reader (lp_encoder's flush). */
+/* What is written so far goes to the reader (lp_encoder's flush); the
+** bytes are gone once out is empty, even if the flush then failed. */
 static int flush(lp_encoder *e) {
-  if (e->flush(e->flush_ud, e->out)) return oom(e);
-  e->flushed = 1;
+  int r;
+  if (!e->keep_all && put_keep_all(e)) return -1;
+  r = e->flush(e->flush_ud, e->out);
+  if (e->out->len == 0) e->flushed = 1;
+  if (r) return oom(e);
+  (void)lp_buf_reserve(e->out, e->flush_at + 1 + LP_VARINT_MAX);  /* else room() fails later */
   return 0;
+}
+
+/* Where a list's value begins: what to go back to, to write it again. */
+typedef struct item_mark {
+  size_t len, refs, seen, keys;
+  uint32_t nextref;
+} item_mark;
+
+static void item_begin(lp_encoder *e, item_mark *m) {
+  m->len = e->out->len;
+  m->refs = lp_buf_nrefs(e->out);
+  m->seen = e->seen.used;
+  m->keys = e->keys.used;
+  m->nextref = e->nextref;
+}
+
+/* The list's value at top + 1 failed: with loaded modules by name (see
+** lp_encode), once, it is written again from where it began (no flush
+** comes inside a value); 0 when that went, else -1. */
+static int item_again(lp_encoder *e, const item_mark *m, int top) {
+  if (e->modules || lp_encoder_modules(e, e->L)) return -1;
+  e->own_modules = 1;
+  e->out->len = m->len;
+  lp_buf_drop_refs(e->out, m->refs);
+  map_truncate(&e->seen, m->seen, SEEN_SHIFT);
+  map_truncate(&e->keys, m->keys, KEY_SHIFT);
+  e->nextref = m->nextref;
+  e->path.len = 0;
+  e->reason[0] = '\0';
+  return put_value(e, top + 1);
 }
 
 /* A long table at the top of a value that may be read while written: its
 ** length first, then the values at 1..n, between any two of which the bytes
-** so far may go; then its other pairs. Loaded modules go by name from the
-** start: once bytes have gone there is no second pass (lp_encode). */
+** so far may go; then its other pairs. A value that fails to copy is tried
+** again with loaded modules by name, from there on: once bytes have gone,
+** lp_encode's second pass cannot be. */
 static int put_list(lp_encoder *e, int idx, size_t n) {
   lua_State *L = e->L;
   uint32_t nhash = 0;
   size_t i, cpos;
   int top = lua_gettop(L);
-  unsigned char *p;
-  if (!e->modules && !lp_encoder_modules(e, L)) e->own_modules = 1;
-  if ((!e->keep_all && put_keep_all(e)) || !(p = room(e, 1 + LP_VARINT_MAX))) return -1;
+  unsigned char *p = room(e, 1 + LP_VARINT_MAX);
+  if (!p) return -1;
   *p++ = T_LIST;
   done(e, varint_at(p, n));
   for (i = 1; i <= n; i++) {
+    item_mark m;
     int type;
     lua_rawgeti(L, idx, (int)i);
     type = lua_type(L, top + 1);
+    item_begin(e, &m);
     if ((i == 1 && type == LUA_TTABLE && reserve_records(e, idx) && oom(e)) ||
-        put_typed(e, top + 1, type)) {
+        (put_typed(e, top + 1, type) && item_again(e, &m, top))) {
       lua_pushinteger(L, (lua_Integer)i);
       path_key(e, L, top + 2);
       lua_settop(L, top);
@@ -643,7 +687,7 @@ static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
   if (e->depth == 0 && e->flush && type == LUA_TTABLE) {
     size_t n = lp_rawlen(L, idx);
-    if (n >= LIST_MIN && n <= INT32_MAX) {
+    if (n >= LP_CODEC_LIST_MIN && n <= INT32_MAX) {
       e->depth++;
       r = put_list(e, idx, n);
       e->depth--;
@@ -753,16 +797,16 @@ int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
               const char *root) {
   int r;
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  e->start = out->len;
   if ((r = put_scalars(e, L, out, idx, n, root)) <= 0) return r;
   encoder_reset(e);
-  e->start = out->len;
   r = lp_encode_more(e, L, out, idx, n, root);
   if (e->own_modules) {  /* put_list's */
     lp_encoder_no_modules(e, L);
     e->own_modules = 0;
     return r;
   }
-  if (r == 0 || e->modules) return r;
+  if (r == 0 || e->modules || e->flushed) return r;  /* once bytes have gone, no second pass */
   if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
   encoder_reset(e);
   r = lp_encode_more(e, L, out, idx, n, root);
@@ -994,6 +1038,7 @@ static void get_on_new_stack(lp_decoder *d, int tag) {
 
 static void get_nested(lp_decoder *d, int tag) {
   if (d->depth >= LP_CODEC_MAXDEPTH) bad(d);  /* no encoder writes deeper */
+  if ((tag == T_LIST || tag == T_LIST_SHARED) && d->depth != 0) bad(d);  /* only on top */
   if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC))
     luaL_error(d->L, "a function cannot come from another process (its bytecode is not "
                "loaded: a process that went wrong could have written it)");

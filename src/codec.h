@@ -9,6 +9,9 @@
 #include "buffer.h"
 
 #define LP_CODEC_MAXDEPTH 8000
+/* A table at the top of a value, this long or longer, is written as a list
+** (read while it is written) when the encoder may flush (lp_encoder). */
+#define LP_CODEC_LIST_MIN 256
 #define LP_CODEC_ERRLEN 512
 
 /* Strings repeated in a message cross once, then by number: from their

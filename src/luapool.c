@@ -191,8 +191,6 @@ static int core_new(lua_State *L) {
 
 /* pool:destroy([terminate_ms]) -> how many workers did not stop in time
 ** (they are detached and left running). Also the __gc metamethod. */
-static void end_cut_write(lp_pool *p);
-
 static int pool_destroy(lua_State *L) {
   pool_box *b = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
   double ms = luaL_optnumber(L, 2, b->terminate_ms);
@@ -200,7 +198,6 @@ static int pool_destroy(lua_State *L) {
   if (b->p) {
     lp_pool *p = b->p;
     b->p = NULL;
-    end_cut_write(p);
     stuck = lp_pool_shutdown(p, ms);
     lp_pool_release(p);
   }
@@ -216,11 +213,11 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
   return lp_varint_append(b, n) || lp_buf_put(b, s, n);
 }
 
-/* The handler (2) and the task value (4), sharing references; with loaded
-** modules by name when that is what it takes (lp_encoder_modules). */
-static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
+/* The handler (at h) and the task value (at v), sharing references; with
+** loaded modules by name when that is what it takes (lp_encoder_modules). */
+static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in, int h, int v) {
   size_t mark = in->len;
-  int r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
+  int r = lp_encode(e, L, in, h, 1, "handler") || lp_encode_more(e, L, in, v, 1, "task");
   if (e->own_modules) {  /* a list's (codec.c put_list) */
     lp_encoder_no_modules(e, L);
     e->own_modules = 0;
@@ -228,14 +225,14 @@ static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in) {
   if (r == 0 || e->flushed) return r ? -1 : 0;  /* once parts have gone, no second pass */
   in->len = mark;
   if (lp_encoder_modules(e, L)) return -1;
-  r = lp_encode(e, L, in, 2, 1, "handler") || lp_encode_more(e, L, in, 4, 1, "task");
+  r = lp_encode(e, L, in, h, 1, "handler") || lp_encode_more(e, L, in, v, 1, "task");
   lp_encoder_no_modules(e, L);
   return r ? -1 : 0;
 }
 
-/* A task whose value is large goes to the pool with its first part, and a
-** worker reads it while the rest is written (stream.h): the encoder's flush,
-** for the task p->writing. */
+/* A task whose value is a long list goes to the pool with its first part,
+** and a worker reads it while the rest is written (stream.h): the
+** encoder's flush, for the task p->writing. */
 static int submit_part(void *ud, lp_buf *in) {
   lp_pool *p = (lp_pool *)ud;
   lp_task *t = p->writing;
@@ -247,12 +244,12 @@ static int submit_part(void *ud, lp_buf *in) {
   return 0;
 }
 
-/* After the encoding of p->writing (failed: it did not finish; or a Lua
-** error left it so, seen at the next submit): the rest and the end of a
-** value that went in parts go to its reader. Returns 1 when the task is
-** the caller's to free (not in the pool), -1 when a worker has it (its
-** encoding failed: the worker finds the value cut short, and the task is
-** dropped when it comes back, push_msg), 0 when the pool has it whole. */
+/* After the encoding of p->writing (failed: it did not finish): the rest
+** and the end of a value that went in parts go to its reader. Returns 1
+** when the task is the caller's to free (not in the pool), -1 when a worker
+** has it (its encoding failed: the worker finds the value cut short, and
+** the task is dropped when it comes back, push_msg), 0 when the pool has
+** it whole or does not have it yet. */
 static int end_write(lp_pool *p, int failed) {
   lp_task *t = p->writing;
   p->writing = NULL;
@@ -266,12 +263,59 @@ static int end_write(lp_pool *p, int failed) {
   return -1;
 }
 
-/* A write that a Lua error (memory) cut short, p->writing left set: its
-** worker must not wait for the rest for ever. */
-static void end_cut_write(lp_pool *p) {
-  lp_task *t = p->writing;
+typedef struct encode_job {
+  lp_pool *p;
+  lp_task *t;
+  int kind, failed;
+} encode_job;
+
+/* encode_task(job, handler, value): protected, for a value that may go in
+** parts, so that end_write runs whatever the Lua state raises. */
+static int encode_task(lua_State *L) {
+  encode_job *j = (encode_job *)lua_touserdata(L, 1);
+  lp_encoder *e = &j->p->enc;
+  j->failed = j->kind == LP_RUN_HANDLER ? encode_pair(L, e, &j->t->in, 2, 3) < 0
+                                        : lp_encode(e, L, &j->t->in, 3, 1, "task") != 0;
+  return 0;
+}
+
+/* The task value (4) and handler (2) into t->in; 0, or -1 with p->enc.err.
+** A long list goes to the pool as it is written: 1 then, the task taken. */
+static int encode_into(lua_State *L, lp_pool *p, lp_task *t, int kind) {
+  encode_job j;
+  int r;
+  j.p = p;
+  j.t = t;
+  j.kind = kind;
+  j.failed = 0;
+  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
+  if (p->enc.no_shared || lua_type(L, 4) != LUA_TTABLE || lp_rawlen(L, 4) < LP_CODEC_LIST_MIN)
+    return (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in, 2, 4) < 0
+                                   : lp_encode(&p->enc, L, &t->in, 4, 1, "task") != 0) ? -1 : 0;
+  p->enc.flush = submit_part;
+  p->enc.flush_ud = p;
+  p->enc.flush_at = LP_STREAM_CHUNK;
+  p->writing = t;
+  p->write_submitted = p->write_r = 0;
+  lua_pushcfunction(L, encode_task);
+  lua_pushlightuserdata(L, &j);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
+  r = lua_pcall(L, 3, 0, 0);
   p->enc.flush = NULL;
-  if (t && end_write(p, 1) > 0) lp_task_free(p, t);
+  if (r != LUA_OK) {  /* memory, or a finalizer: the error goes on, t does not */
+    if (p->enc.own_modules) {
+      lp_encoder_no_modules(&p->enc, L);
+      p->enc.own_modules = 0;
+    }
+    if (end_write(p, 1) > 0) lp_task_free(p, t);
+    return lua_error(L);
+  }
+  if ((r = end_write(p, j.failed)) == 0) return p->write_submitted;
+  if (r > 0 && p->write_r) return -2;  /* the pool refused it: p->write_r says why */
+  if (!p->enc.err[0]) snprintf(p->enc.err, sizeof p->enc.err, "task: out of memory");
+  if (r > 0) return -1;
+  return -3;  /* a worker has it: dropped when it comes back */
 }
 
 /* submit(kind, a, b, value [, workerId]) -> the task's slot | nil, code, message
@@ -281,11 +325,10 @@ static void end_cut_write(lp_pool *p) {
 static int submit(lua_State *L) {
   pool_box *b = (pool_box *)lua_touserdata(L, lua_upvalueindex(1));
   lp_pool *p = b->p;
-  int kind, r, failed;
+  int kind, r;
   lp_task *t;
   char k;
   if (!p) return luaL_error(L, "luapool: pool is destroyed");
-  end_cut_write(p);
   kind = (int)luaL_checkinteger(L, 1);
   k = (char)kind;
   t = lp_task_new(p);
@@ -300,29 +343,21 @@ static int submit(lua_State *L) {
     lp_task_free(p, t);
     return luaL_error(L, "luapool: out of memory");
   }
-  p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
-  p->enc.flush = p->enc.no_shared ? NULL : submit_part;
-  p->enc.flush_ud = p;
-  p->enc.flush_at = LP_STREAM_CHUNK;
-  p->writing = t;
-  p->write_submitted = p->write_r = 0;
-  failed = kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in) < 0
-                                  : lp_encode(&p->enc, L, &t->in, 4, 1, "task") != 0;
-  p->enc.flush = NULL;
-  if ((r = end_write(p, failed)) < 0) return fail(L, "serialize", p->enc.err);
-  if (r == 0 && p->write_submitted) {
-    lua_pushinteger(L, t->slot);
-    return 1;
+  switch (encode_into(L, p, t, kind)) {
+    case 0:
+      t->t_queued = lp_now_ns();
+      r = lp_pool_submit(p, t);
+      break;
+    case 1: r = 0; break;  /* taken with its first part */
+    case -2: r = p->write_r; break;
+    case -3: return fail(L, "serialize", p->enc.err);
+    default:
+      lp_task_free(p, t);
+      return fail(L, "serialize", p->enc.err);
   }
   if (r == 0) {
-    t->t_queued = lp_now_ns();
-    if ((r = lp_pool_submit(p, t)) == 0) {
-      lua_pushinteger(L, t->slot);
-      return 1;
-    }
-  } else if (!(r = p->write_r)) {
-    lp_task_free(p, t);
-    return fail(L, "serialize", p->enc.err);
+    lua_pushinteger(L, t->slot);
+    return 1;
   }
   lp_task_free(p, t);
   if (r == LP_EFULL)

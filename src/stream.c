@@ -71,12 +71,17 @@ void lp_stream_wait_end(lp_stream *s) {
 }
 
 int lp_stream_gather(lp_stream *s, lp_buf *out) {
-  size_t i, n;
+  size_t i, n, len = out->len, held = lp_buf_nrefs(out);
   pthread_mutex_lock(&s->lock);
   n = s->n;
   pthread_mutex_unlock(&s->lock);
-  for (i = 0; i < n; i++)
-    if (lp_buf_append(out, &s->chunks[i])) return -1;
+  for (i = 0; i < n; i++) {
+    if (lp_buf_append(out, &s->chunks[i])) {
+      out->len = len;
+      lp_buf_drop_refs(out, held);
+      return -1;
+    }
+  }
   return 0;
 }
 

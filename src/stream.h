@@ -32,7 +32,8 @@ void lp_stream_end(lp_stream *s, int failed);
 ** a whole value, -1 at the end of one the writer gave up. */
 int lp_stream_next(void *s, const char **p, size_t *n);
 void lp_stream_wait_end(lp_stream *s);  /* reader: until lp_stream_end */
-/* Reader, after the end: appends every chunk to out; 0, or -1 out of memory. */
+/* Reader, after the end: appends every chunk to out; 0, or -1 out of
+** memory (out then unchanged). */
 int lp_stream_gather(lp_stream *s, lp_buf *out);
 void lp_stream_free(lp_stream *s);      /* reader, after the end */
 

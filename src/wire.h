@@ -75,7 +75,7 @@ enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5, LP_FD_STOPS = 6 };
 #define LP_PROC_AHEAD_SIGNAL (SIGRTMIN + 2)
 
 /* The first frame each way: who is at the other end. */
-#define LP_PROTOCOL 2  /* 2: the codec's new format; RESULT carries the run time */
+#define LP_PROTOCOL 3  /* 3: lists and keep-all in the codec; 2: its new format, RESULT carries the run time */
 typedef struct lp_hello {
   char magic[8];       /* "luapool" */
   uint32_t protocol;   /* LP_PROTOCOL */
