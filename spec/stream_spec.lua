@@ -238,5 +238,37 @@ describe("large task values", function()
     end
     assert.are.equal(N, (pool:run(records(N), { name = "check" }):get()))
   end)
+
+  it("held in a record of options go in parts too, and come back whole", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local list = records(N)
+    list[N].lib = string
+    local job = { customer = "c1", data = list, more = { 1, 2, 3 }, [1] = "first" }
+    local t = pool:run(job, { handler = function(j)
+      return { n = #j.data, lib = j.data[N].lib == string, cycle = j.data[N].list == j.data,
+               first = j.data[N].first == j.data[1], customer = j.customer, more = j.more,
+               one = j[1], items = j.data }
+    end })
+    local r = t:get()
+    assert.are.same({ N, true, true, true, "c1", { 1, 2, 3 }, "first" },
+      { r.n, r.lib, r.cycle, r.first, r.customer, r.more, r.one })
+    assert.are.equal(N, #r.items)
+    assert.are.equal(r.items, r.items[N].list)
+    assert.are.equal(r.items[1], r.items[N].first)
+    assert.are.equal(string, r.items[N].lib)
+  end)
+
+  it("of lists of long lists come back whole", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local outer = { records(N), records(300), records(N) }
+    outer[3][5].other = outer[1]
+    local t = pool:run(outer, { handler = function(o)
+      return #o, #o[1], #o[2], #o[3], o[3][5].other == o[1], o
+    end })
+    local a, b, c, d, same, back = t:get()
+    assert.are.same({ 3, N, 300, N, true }, { a, b, c, d, same })
+    assert.are.equal(back[1], back[3][5].other)
+    assert.are.equal(back[3], back[3][N].list)
+  end)
 end)
 

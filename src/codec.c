@@ -9,9 +9,10 @@
 **   table / table-shared    u32 narr, u32 nhash, narr values, nhash
 **                           key/value pairs; "shared" ones are referred to
 **                           again
-**   list / list-shared      varint n, the values at 1..n, u32 nhash, the
-**                           other pairs: a long table at the top of a value
-**                           that may be read while written (e->flush)
+**   list / list-shared      varint n, the values at 1..n, the other pairs,
+**                           nil: a table at the top of a value that may be
+**                           read while written (e->flush), long or holding
+**                           a long one; or such a long one (see put_nested)
 **   keep-all                (first, before any value) the message's tables
 **                           are not marked shared: the reader keeps every
 **                           one (written for a list: its bytes may be read
@@ -473,7 +474,10 @@ static int flush(lp_encoder *e) {
   int r;
   if (!e->keep_all && put_keep_all(e)) return -1;
   r = e->flush(e->flush_ud, e->out);
-  if (e->out->len == 0) e->flushed = 1;
+  if (e->out->len == 0) {
+    e->flushed = 1;
+    e->nflush++;
+  }
   if (r) return oom(e);
   (void)lp_buf_reserve(e->out, e->flush_at + 1 + LP_VARINT_MAX);  /* else room() fails later */
   return 0;
@@ -481,7 +485,7 @@ static int flush(lp_encoder *e) {
 
 /* Where a list's value begins: what to go back to, to write it again. */
 typedef struct item_mark {
-  size_t len, refs, seen, keys;
+  size_t len, refs, seen, keys, nflush;
   uint32_t nextref;
 } item_mark;
 
@@ -491,13 +495,14 @@ static void item_begin(lp_encoder *e, item_mark *m) {
   m->seen = e->seen.used;
   m->keys = e->keys.used;
   m->nextref = e->nextref;
+  m->nflush = e->nflush;
 }
 
 /* The list's value at top + 1 failed: with loaded modules by name (see
-** lp_encode), once, it is written again from where it began (no flush
-** comes inside a value); 0 when that went, else -1. */
+** lp_encode), once, it is written again from where it began, unless bytes
+** went meanwhile (a list in it); 0 when that went, else -1. */
 static int item_again(lp_encoder *e, const item_mark *m, int top) {
-  if (e->modules || lp_encoder_modules(e, e->L)) return -1;
+  if (e->modules || e->nflush != m->nflush || lp_encoder_modules(e, e->L)) return -1;
   e->own_modules = 1;
   e->out->len = m->len;
   lp_buf_drop_refs(e->out, m->refs);
@@ -509,15 +514,15 @@ static int item_again(lp_encoder *e, const item_mark *m, int top) {
   return put_value(e, top + 1);
 }
 
-/* A long table at the top of a value that may be read while written: its
+/* A table of a value that may be read while written (see put_nested): its
 ** length first, then the values at 1..n, between any two of which the bytes
-** so far may go; then its other pairs. A value that fails to copy is tried
-** again with loaded modules by name, from there on: once bytes have gone,
-** lp_encode's second pass cannot be. */
+** so far may go; then its other pairs, and a nil (no count to patch: a long
+** list may be among them). A value that fails to copy is tried again with
+** loaded modules by name, from there on: once bytes have gone, lp_encode's
+** second pass cannot be. */
 static int put_list(lp_encoder *e, int idx, size_t n) {
   lua_State *L = e->L;
-  uint32_t nhash = 0;
-  size_t i, cpos;
+  size_t i;
   int top = lua_gettop(L);
   unsigned char *p = room(e, 1 + LP_VARINT_MAX);
   if (!p) return -1;
@@ -539,22 +544,38 @@ static int put_list(lp_encoder *e, int idx, size_t n) {
     lua_settop(L, top);
     if (e->out->len >= e->flush_at && flush(e)) return -1;
   }
-  if (!(p = room(e, sizeof nhash))) return -1;
-  cpos = e->out->len;
-  done(e, p + sizeof nhash);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (!in_list(L, top + 1, n) &&
-        (put_value(e, top + 1) || put_value(e, top + 2) ||
-         (++nhash == 0 && fail(e, "%s", ": table too large")))) {
+    if (!in_list(L, top + 1, n) && (put_value(e, top + 1) || put_value(e, top + 2))) {
       path_key(e, L, top + 1);
       lua_settop(L, top);
       return -1;
     }
     lua_settop(L, top + 1);
   }
-  memcpy(e->out->data + cpos, &nhash, sizeof nhash);
-  return 0;
+  return put_byte(e, T_NIL);
+}
+
+/* Whether a table at the top of a value holds a long list among its first
+** pairs (a record of options and data). */
+static int holds_list(lua_State *L, int idx) {
+  int k = 0, found = 0;
+  lua_pushnil(L);
+  while (!found && k++ < 64 && lua_next(L, idx)) {
+    found = lua_type(L, -1) == LUA_TTABLE && lp_rawlen(L, lua_gettop(L)) >= LP_CODEC_LIST_MIN;
+    lua_pop(L, 1);
+  }
+  if (found) lua_pop(L, 1);
+  return found;
+}
+
+/* Whether the table at idx is written as a list: with a flush, at the top
+** of the value when long or holding a long one, and a long one below it;
+** only there can bytes go (no table above them waits for its counts). */
+static int as_list(lp_encoder *e, int idx, size_t *n) {
+  if (!e->flush || e->depth > 1 || (*n = lp_rawlen(e->L, idx)) > INT32_MAX) return 0;
+  if (*n >= LP_CODEC_LIST_MIN) return 1;
+  return e->depth == 0 && holds_list(e->L, idx);
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
@@ -678,6 +699,7 @@ static NOINLINE int put_other(lp_encoder *e, int idx) {
 static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
   lua_State *L = e->L;
   const void *p = lua_topointer(L, idx);
+  size_t n;
   int r;
   if (e->modules && put_module(e, idx, &r)) return r;
   if (p == e->globals) return put_byte(e, T_GLOBALS);
@@ -685,14 +707,11 @@ static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
       (e->depth % STACK_STEP == 0 && !lua_checkstack(L, STACK_ROOM)))
     return fail(e, "%s", ": nested too deep");
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
-  if (e->depth == 0 && e->flush && type == LUA_TTABLE) {
-    size_t n = lp_rawlen(L, idx);
-    if (n >= LP_CODEC_LIST_MIN && n <= INT32_MAX) {
-      e->depth++;
-      r = put_list(e, idx, n);
-      e->depth--;
-      return r;
-    }
+  if (type == LUA_TTABLE && as_list(e, idx, &n)) {
+    e->depth++;
+    r = put_list(e, idx, n);
+    e->depth--;
+    return r;
   }
   e->depth++;
   if (e->depth % LEVELS_PER_STACK == 0) r = put_on_new_stack(e, idx);
@@ -722,6 +741,7 @@ static int put_value(lp_encoder *e, int idx) {
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
   e->flushed = e->keep_all = 0;
+  e->nflush = 0;
   if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
     if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);
     e->msg = 1;
@@ -949,10 +969,11 @@ static int next_part(lp_decoder *d) {
   return 1;
 }
 
-/* A list (see put_list): its parts may come while it is read. */
+/* A list (see put_list): its parts may come while it is read, between
+** two of its values or pairs. */
 static void get_list(lp_decoder *d, int shared) {
   lua_State *L = d->L;
-  uint32_t ref = d->nextref++, nhash;
+  uint32_t ref = d->nextref++;
   uint64_t n = get_varint(d), i;
   if (n > INT32_MAX || (!d->refill && n > (uint64_t)(d->end - d->p))) bad(d);
   lua_createtable(L, (int)n, 0);
@@ -962,12 +983,12 @@ static void get_list(lp_decoder *d, int shared) {
     get_value(d);
     lua_rawseti(L, -2, (int)i);
   }
-  if (d->p == d->end && !next_part(d)) bad(d);
-  if (d->end - d->p < 4) bad(d);
-  memcpy(&nhash, d->p, 4);
-  d->p += 4;
-  if (nhash > (uint64_t)(d->end - d->p) / 2) bad(d);
-  get_pairs(d, nhash);
+  for (;;) {
+    if (d->p == d->end && !next_part(d)) bad(d);
+    if (*d->p == T_NIL) break;
+    get_pairs(d, 1);
+  }
+  d->p++;
 }
 
 typedef struct chunk { const char *p; size_t n; } chunk;
@@ -1038,7 +1059,7 @@ static void get_on_new_stack(lp_decoder *d, int tag) {
 
 static void get_nested(lp_decoder *d, int tag) {
   if (d->depth >= LP_CODEC_MAXDEPTH) bad(d);  /* no encoder writes deeper */
-  if ((tag == T_LIST || tag == T_LIST_SHARED) && d->depth != 0) bad(d);  /* only on top */
+  if ((tag == T_LIST || tag == T_LIST_SHARED) && d->depth > 1) bad(d);  /* no encoder writes one */
   if ((tag == T_FUNC || tag == T_FUNC_SHARED) && (d->flags & LP_DECODE_NOFUNC))
     luaL_error(d->L, "a function cannot come from another process (its bytecode is not "
                "loaded: a process that went wrong could have written it)");

@@ -66,6 +66,7 @@ typedef struct lp_encoder {
   void *flush_ud;
   size_t flush_at;
   int flushed;        /* this message: bytes have gone */
+  size_t nflush;      /* this message: how many times */
   int keep_all;       /* this message: tables go unmarked (put_list) */
   size_t start;       /* where this message begins in out (lp_encode) */
   lp_buf *out;
