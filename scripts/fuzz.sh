@@ -16,6 +16,10 @@ if [ -z "$(ls -A "$out/corpus")" ]; then
   printf '\001\005\001\000\000\001\000\000\000\003\000\000\000abc' >"$out/corpus/frame"
   printf '\002\006\000\000\000\000\000\000\000\002\000\000\000\005\001' >"$out/corpus/read"
   printf '\000\006\002\000\000\000\001\000\000\000\003\001\005\002hi\014\001k\002\006\000\000\000\000\001\000\000\000\020\000\001' >"$out/corpus/table"
+  # keep-all, then a list of 2 (an int, an empty table), a pair k = true, its nil end
+  printf '\000\023\021\002\003\002\006\000\000\000\000\000\000\000\000\005\001k\002\000' >"$out/corpus/list"
+  # a list in a list in a list: the third is refused
+  printf '\000\021\001\021\001\021\001\003\002\000\000\000' >"$out/corpus/list-deep"
 fi
 # fuzz/regressions: inputs that once failed, run first (crashes go to $out)
 "$out/fuzz_wire" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=1024 \
