@@ -270,5 +270,60 @@ describe("large task values", function()
     assert.are.equal(back[1], back[3][5].other)
     assert.are.equal(back[3], back[3][N].list)
   end)
+
+  it_threads("held in a record of options go in parts from run too", function()
+    -- a record's long list is read by the worker while run writes it: the task is
+    -- taken with its first part, so a value that fails late finds a worker reading
+    local pool = new_pool { minThreads = 1, maxThreads = 1, maxQueue = 0, runtime = "threads" }
+    local ch = luapool.channel()
+    local busy = pool:run(ch, { name = "wait" })
+    -- the pool has no room: written whole, this would fail only at the end with
+    -- queue_full too; in parts the first part is refused before the bad value
+    local list = records(N)
+    list[N].co = coroutine.create(function() end)
+    local err = helpers.raised(pool.run, pool, { data = list, limit = 10 }, { name = "check" })
+    assert.are.equal("queue_full", err.code)
+    ch:push("done")
+    assert.are.equal("done", busy:get())
+  end)
+
+  it("that a record holds past its first fields, or as a key, still come back whole", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local list = records(N)
+    local wide = {}
+    for i = 1, 100 do wide[i] = i end
+    wide.data = list
+    local keyed = { [list] = true }
+    local t = pool:run(0, { handler = function()
+      local l = {}
+      for i = 1, 3000 do l[i] = { id = i, name = "n" .. i } end
+      local w = {}
+      for i = 1, 100 do w[i] = i end
+      w.data = l
+      return w, { [l] = "key" }, l
+    end })
+    local w, k, l = t:get()
+    assert.are.equal(3000, #w.data)
+    assert.are.equal(w.data, l)
+    assert.are.equal("key", k[l])
+    local back = pool:run({ wide, keyed }, { handler = function(v)
+      local n = 0
+      for key in pairs(v[2]) do n = n + #key end
+      return #v[1].data, v[1][100], n, v[1].data[N].list == v[1].data
+    end })
+    assert.are.same({ N, 100, N, true }, { back:get() })
+  end)
+
+  it("held in a record keep a loaded module among its fields by name", function()
+    local pool = new_pool { minThreads = 1, maxThreads = 1 }
+    local t = pool:run(0, { handler = function()
+      local l = {}
+      for i = 1, 30000 do l[i] = { id = i, name = "n" .. i } end
+      return { data = l, lib = string }
+    end })
+    local r = t:get()
+    assert.are.equal(30000, #r.data)
+    assert.are.equal(string, r.lib)
+  end)
 end)
 

@@ -454,8 +454,8 @@ static int in_list(lua_State *L, int k, size_t n) {
 
 /* The message's tables go unmarked from now: a keep-all byte goes first
 ** (see put_list). At the first flush nothing of the message has gone yet,
-** and no table is begun but the list, whose bytes patch nothing before
-** here: the bytes after the start move up by one. */
+** and the tables begun are lists (as_list), which patch nothing: the bytes
+** after the start move up by one. */
 static int put_keep_all(lp_encoder *e) {
   unsigned char *p = room(e, 1);
   char *start;
@@ -472,12 +472,10 @@ static int put_keep_all(lp_encoder *e) {
 ** bytes are gone once out is empty, even if the flush then failed. */
 static int flush(lp_encoder *e) {
   int r;
+  e->nflush++;  /* tried: what went before may have moved, or gone */
   if (!e->keep_all && put_keep_all(e)) return -1;
   r = e->flush(e->flush_ud, e->out);
-  if (e->out->len == 0) {
-    e->flushed = 1;
-    e->nflush++;
-  }
+  if (e->out->len == 0) e->flushed = 1;
   if (r) return oom(e);
   (void)lp_buf_reserve(e->out, e->flush_at + 1 + LP_VARINT_MAX);  /* else room() fails later */
   return 0;
@@ -498,10 +496,10 @@ static void item_begin(lp_encoder *e, item_mark *m) {
   m->nflush = e->nflush;
 }
 
-/* The list's value at top + 1 failed: with loaded modules by name (see
-** lp_encode), once, it is written again from where it began, unless bytes
-** went meanwhile (a list in it); 0 when that went, else -1. */
-static int item_again(lp_encoder *e, const item_mark *m, int top) {
+/* A list's value (or pair) failed: with loaded modules by name (see
+** lp_encode), once, it is to be written again from where it began, unless
+** a flush came meanwhile (a list in it). 0: go again; -1: the failure stands. */
+static int item_again(lp_encoder *e, const item_mark *m) {
   if (e->modules || e->nflush != m->nflush || lp_encoder_modules(e, e->L)) return -1;
   e->own_modules = 1;
   e->out->len = m->len;
@@ -511,7 +509,7 @@ static int item_again(lp_encoder *e, const item_mark *m, int top) {
   e->nextref = m->nextref;
   e->path.len = 0;
   e->reason[0] = '\0';
-  return put_value(e, top + 1);
+  return 0;
 }
 
 /* A table of a value that may be read while written (see put_nested): its
@@ -535,7 +533,7 @@ static int put_list(lp_encoder *e, int idx, size_t n) {
     type = lua_type(L, top + 1);
     item_begin(e, &m);
     if ((i == 1 && type == LUA_TTABLE && reserve_records(e, idx) && oom(e)) ||
-        (put_typed(e, top + 1, type) && item_again(e, &m, top))) {
+        (put_typed(e, top + 1, type) && (item_again(e, &m) || put_value(e, top + 1)))) {
       lua_pushinteger(L, (lua_Integer)i);
       path_key(e, L, top + 2);
       lua_settop(L, top);
@@ -546,7 +544,14 @@ static int put_list(lp_encoder *e, int idx, size_t n) {
   }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (!in_list(L, top + 1, n) && (put_value(e, top + 1) || put_value(e, top + 2))) {
+    item_mark m;
+    if (in_list(L, top + 1, n)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    item_begin(e, &m);
+    if ((put_value(e, top + 1) || put_value(e, top + 2)) &&
+        (item_again(e, &m) || put_value(e, top + 1) || put_value(e, top + 2))) {
       path_key(e, L, top + 1);
       lua_settop(L, top);
       return -1;
@@ -556,24 +561,33 @@ static int put_list(lp_encoder *e, int idx, size_t n) {
   return put_byte(e, T_NIL);
 }
 
-/* Whether a table at the top of a value holds a long list among its first
-** pairs (a record of options and data). */
+/* Whether a table (idx absolute) holds a long list among the values of its
+** first 64 pairs (a record of options and data). */
 static int holds_list(lua_State *L, int idx) {
-  int k = 0, found = 0;
+  int k = 0, found = 0, more = 1;
   lua_pushnil(L);
-  while (!found && k++ < 64 && lua_next(L, idx)) {
+  while (!found && k++ < 64 && (more = lua_next(L, idx))) {
     found = lua_type(L, -1) == LUA_TTABLE && lp_rawlen(L, lua_gettop(L)) >= LP_CODEC_LIST_MIN;
     lua_pop(L, 1);
   }
-  if (found) lua_pop(L, 1);
+  if (more) lua_pop(L, 1);  /* the key lua_next left */
   return found;
 }
 
+int lp_codec_streams(lua_State *L, int idx) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  return lua_type(L, idx) == LUA_TTABLE &&
+         (lp_rawlen(L, idx) >= LP_CODEC_LIST_MIN || holds_list(L, idx));
+}
+
 /* Whether the table at idx is written as a list: with a flush, at the top
-** of the value when long or holding a long one, and a long one below it;
-** only there can bytes go (no table above them waits for its counts). */
+** of the value when long or holding a long one, and a long one in a table
+** at the top written so; only there can bytes go, as no table above them
+** waits for its counts (put_table patches them at its end). */
 static int as_list(lp_encoder *e, int idx, size_t *n) {
-  if (!e->flush || e->depth > 1 || (*n = lp_rawlen(e->L, idx)) > INT32_MAX) return 0;
+  if (!e->flush || e->depth > 1 || (e->depth == 1 && !e->top_list) ||
+      (*n = lp_rawlen(e->L, idx)) > INT32_MAX)
+    return 0;
   if (*n >= LP_CODEC_LIST_MIN) return 1;
   return e->depth == 0 && holds_list(e->L, idx);
 }
@@ -708,9 +722,12 @@ static NOINLINE int put_nested(lp_encoder *e, int idx, int type) {
     return fail(e, "%s", ": nested too deep");
   if ((r = put_seen(e, p)) != 0) return r < 0 ? -1 : 0;
   if (type == LUA_TTABLE && as_list(e, idx, &n)) {
+    int top_list = e->top_list;
+    e->top_list = e->depth == 0;
     e->depth++;
     r = put_list(e, idx, n);
     e->depth--;
+    e->top_list = top_list;
     return r;
   }
   e->depth++;
@@ -740,7 +757,7 @@ static int put_value(lp_encoder *e, int idx) {
 
 static void encoder_reset(lp_encoder *e) {
   e->nextref = 0;
-  e->flushed = e->keep_all = 0;
+  e->flushed = e->keep_all = e->top_list = 0;
   e->nflush = 0;
   if (++e->msg == 0) {  /* wrapped: the cache of recent strings forgets all */
     if (e->recent) memset(e->recent, 0, LP_CODEC_RECENT * sizeof *e->recent);

@@ -66,7 +66,8 @@ typedef struct lp_encoder {
   void *flush_ud;
   size_t flush_at;
   int flushed;        /* this message: bytes have gone */
-  size_t nflush;      /* this message: how many times */
+  size_t nflush;      /* this message: flushes tried */
+  int top_list;       /* a list at the top of the value is being written */
   int keep_all;       /* this message: tables go unmarked (put_list) */
   size_t start;       /* where this message begins in out (lp_encode) */
   lp_buf *out;
@@ -93,6 +94,10 @@ void lp_encoder_no_modules(lp_encoder *e, lua_State *L);
 ** both calls decode together, in one lp_decode, sharing tables. */
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
                    const char *root);
+
+/* Whether the value at idx may be read while written (with a flush): a
+** table that is a long list or holds one (see codec.c as_list). */
+int lp_codec_streams(lua_State *L, int idx);
 
 /* Pushes every value in data[0..len) and returns how many; raises on a
 ** malformed buffer or when the Lua state runs out of memory. */

@@ -289,7 +289,7 @@ static int encode_into(lua_State *L, lp_pool *p, lp_task *t, int kind) {
   j.kind = kind;
   j.failed = 0;
   p->enc.no_shared = atomic_load(&p->cfg.runtime) == LP_RT_PROCESS;
-  if (p->enc.no_shared || lua_type(L, 4) != LUA_TTABLE || lp_rawlen(L, 4) < LP_CODEC_LIST_MIN)
+  if (p->enc.no_shared || !lp_codec_streams(L, 4))
     return (kind == LP_RUN_HANDLER ? encode_pair(L, &p->enc, &t->in, 2, 4) < 0
                                    : lp_encode(&p->enc, L, &t->in, 4, 1, "task") != 0) ? -1 : 0;
   p->enc.flush = submit_part;
