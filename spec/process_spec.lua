@@ -175,6 +175,12 @@ describe("process runtime", function()
       fault("truncated", "^Worker exited unexpectedly: it sent a corrupt frame %(.+%)$")
     end)
 
+    it("rejects a task whose worker ends after the first part of a long result", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      -- the main thread is reading the part when the end comes (the task's id is 2)
+      fault("part_then_exit", "^Worker exited unexpectedly: exited with status 0$", 2)
+    end)
+
     it("rejects a task whose worker closes its pipe", function()
       if not jit then pending("LuaJIT's FFI") return end
       fault("close_pipe", "^Worker exited unexpectedly: exited with status %d+$")

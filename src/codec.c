@@ -991,9 +991,11 @@ static int next_part(lp_decoder *d) {
 static void get_list(lp_decoder *d, int shared) {
   lua_State *L = d->L;
   uint32_t ref = d->nextref++;
-  uint64_t n = get_varint(d), i;
+  uint64_t n = get_varint(d), i, made = n;
   if (n > INT32_MAX || (!d->refill && n > (uint64_t)(d->end - d->p))) bad(d);
-  lua_createtable(L, (int)n, 0);
+  if ((d->flags & LP_DECODE_NOFUNC) && made > (uint64_t)(d->end - d->p))
+    made = (uint64_t)(d->end - d->p);  /* from a process: made as long as its part shows */
+  lua_createtable(L, (int)made, 0);
   keep_shared(d, shared, ref);
   for (i = 1; i <= n; i++) {
     if (d->p == d->end && !next_part(d)) bad(d);

@@ -294,7 +294,7 @@ static int encode_into(lua_State *L, lp_pool *p, lp_task *t, int kind) {
                                    : lp_encode(&p->enc, L, &t->in, 4, 1, "task") != 0) ? -1 : 0;
   p->enc.flush = submit_part;
   p->enc.flush_ud = p;
-  p->enc.flush_at = LP_STREAM_CHUNK;
+  p->enc.flush_at = LP_PART_BYTES;
   p->writing = t;
   p->write_submitted = p->write_r = 0;
   lua_pushcfunction(L, encode_task);
@@ -531,7 +531,7 @@ static int push_msg(lua_State *L, lp_pool *p, lp_msg *m) {
     k = 0;
     if (t->stream) {  /* read as it is written: whether it failed shows at its end */
       int top = lua_gettop(L);
-      k = call_decode(L, NULL, 0, 1, 0, t->stream);
+      k = call_decode(L, NULL, 0, 1, t->msg.untrusted, t->stream);
       lp_stream_wait_end(t->stream);  /* t is the main thread's again */
       if (t->failed) lua_settop(L, top);
     }

@@ -468,6 +468,18 @@ void lp_task_fail(lp_task *t, const char *code, const char *message) {
   if (code) lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
 }
 
+int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part) {
+  if (t->stream) return lp_stream_publish(t->stream, part);
+  if (!(t->stream = lp_stream_new())) return -1;
+  if (lp_stream_publish(t->stream, part)) {
+    lp_stream_free(t->stream);
+    t->stream = NULL;
+    return -1;
+  }
+  lp_pool_post(p, &t->msg);
+  return 0;
+}
+
 int lp_task_whole(lp_task *t) {
   if (!t->in_stream) return 0;
   if (lp_stream_gather(t->in_stream, &t->in)) return -1;

@@ -265,6 +265,11 @@ lp_task *lp_task_at(lp_pool *p, long slot);   /* NULL where no task is */
 /* Makes t's outcome a failure with code and message; code NULL: an empty
 ** outcome, which reads as out of memory (as does one that fails to encode). */
 void lp_task_fail(lp_task *t, const char *code, const char *message);
+/* Worker: the next part of t's result, which it takes (leaving part empty);
+** the first posts t, so that the main thread reads the result while the
+** rest is written (stream.h); lp_pool_post_task ends it. 0, or -1 out of
+** memory (part then unchanged). */
+int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part);
 /* A task's value submitted in parts (t->in_stream), made whole in t->in for
 ** a runtime that sends it on: 0, or -1 out of memory. */
 int lp_task_whole(lp_task *t);

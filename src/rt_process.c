@@ -349,10 +349,22 @@ static void task_time(lp_worker *w, const lp_frame *f) {
   lp_worker_timed(w, ns);
 }
 
+/* A PART of t's result: read by the main thread as the rest comes. 0, or
+** -1 out of memory. */
+static int put_part(lp_worker *w, lp_task *t, const lp_frame *f) {
+  lp_buf part = {0};
+  if (lp_buf_put(&part, f->body, f->len) || lp_task_part(w->pool, t, &part)) {
+    lp_buf_free(&part);
+    return -1;
+  }
+  return 0;
+}
+
 static int pr_run(lp_worker *w, lp_task *t) {
   lp_proc *c = &w->proc;
   int was_sent = t->in_child, r;
   lp_frame f;
+  size_t parts = 0;  /* bytes of t's result in PART frames: at most a frame's worth */
   if (lp_task_whole(t)) {
     lp_task_fail(t, NULL, NULL);
     return 0;
@@ -366,17 +378,22 @@ static int pr_run(lp_worker *w, lp_task *t) {
     fault(w, t, 0);
     return LP_UNSENT;
   }  /* another failure shows below as the end of its output */
+  t->msg.untrusted = 1;
   for (;;) {
     if ((r = lp_reader_next(&c->rd, &f)) <= 0) {
-      int corrupt = r < 0 && errno == EPROTO, unsent = !corrupt && never_read(c, t);
+      int corrupt = r < 0 && errno == EPROTO;
+      int unsent = !corrupt && !t->stream && never_read(c, t);
       fault(w, t, corrupt);
       return unsent ? LP_UNSENT : 1;  /* one it never read goes back to the queue */
     }
     if (forward(w, &f)) continue;
+    if (f.kind == LP_FRAME_PART && f.id == t->id) {
+      if ((parts += f.len) > LP_FRAME_MAXBODY || put_part(w, t, &f)) return fault(w, t, 1);
+      continue;
+    }
     if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
     heap_seen(w, &f);
     task_time(w, &f);
-    t->msg.untrusted = 1;
     t->out.len = 0;
     t->failed = (f.flags & LP_RESULT_FAILED) != 0;
     if (lp_buf_put(&t->out, f.body + 16, f.len - 16)) lp_task_fail(t, NULL, NULL);

@@ -21,21 +21,10 @@ static void post_event(void *ud, const char *text) {
   lp_worker_post((lp_worker *)ud, LP_MSG_ERROR, text);
 }
 
-/* A large result's bytes so far: the first of them post the task, so that
-** the main thread reads the result while the rest is written (stream.h);
-** lp_pool_post_task ends it. */
+/* A large result's bytes so far (lp_task_part). */
 static int put_result(void *ud, lp_buf *out) {
   lp_worker *w = (lp_worker *)ud;
-  lp_task *t = w->task;
-  if (t->stream) return lp_stream_publish(t->stream, out);
-  if (!(t->stream = lp_stream_new())) return -1;
-  if (lp_stream_publish(t->stream, out)) {
-    lp_stream_free(t->stream);
-    t->stream = NULL;
-    return -1;
-  }
-  lp_pool_post(w->pool, &t->msg);
-  return 0;
+  return lp_task_part(w->pool, w->task, out);
 }
 
 static void heap_seen(lp_worker *w) {
@@ -63,7 +52,7 @@ static int th_open(lp_worker *w, char *err, size_t errlen) {
   w->st.host.message = post_message;
   w->st.host.event = post_event;
   w->st.host.result = put_result;
-  w->st.host.result_chunk = LP_STREAM_CHUNK;
+  w->st.host.result_chunk = LP_PART_BYTES;
   w->st.worker_id = w->slot + 1;
   w->st.thread_id = (lua_Integer)w->thread_id;
   w->st.intr.cancel = &w->cancel;

@@ -8,9 +8,6 @@
 #include <pthread.h>
 #include "buffer.h"
 
-/* Bytes past this in a large list's encoding are published as a chunk. */
-#define LP_STREAM_CHUNK 65536
-
 typedef struct lp_stream {
   pthread_mutex_t lock;
   pthread_cond_t more;

@@ -28,9 +28,14 @@ enum {
   LP_FRAME_RESULT,     /* worker: id, flags, body: u64 heap bytes, u64 ns it ran, outcome */
   LP_FRAME_MESSAGE,    /* worker: a postMessage value */
   LP_FRAME_ERROR,      /* worker: an "error" event's text */
+  LP_FRAME_PART,       /* worker: id, body: the next part of the outcome a RESULT ends */
   LP_FRAME_KINDS
 };
 enum { LP_RESULT_FAILED = 1, LP_RESULT_STOPPED = 2 };  /* RESULT flags */
+
+/* A long list's encoding goes to its reader every time it holds this much
+** (a chunk of stream.h between threads, a PART frame from a process). */
+#define LP_PART_BYTES 65536
 
 #define LP_FRAME_HEADER 12
 #define LP_FRAME_MAXBODY ((uint32_t)1 << 30)
@@ -75,7 +80,7 @@ enum { LP_FD_IN = 3, LP_FD_OUT = 4, LP_FD_LIFE = 5, LP_FD_STOPS = 6 };
 #define LP_PROC_AHEAD_SIGNAL (SIGRTMIN + 2)
 
 /* The first frame each way: who is at the other end. */
-#define LP_PROTOCOL 3  /* 3: lists and keep-all in the codec; 2: its new format, RESULT carries the run time */
+#define LP_PROTOCOL 4  /* 4: PART frames; 3: lists and keep-all in the codec; 2: its new format, RESULT carries the run time */
 typedef struct lp_hello {
   char magic[8];       /* "luapool" */
   uint32_t protocol;   /* LP_PROTOCOL */

@@ -28,6 +28,7 @@ typedef struct worker {
   lp_buf out;               /* frames to write */
   lp_buf outcome;           /* a task's */
   atomic_uint cancel;       /* set by the host's signal */
+  uint32_t task;            /* the id of the task it runs */
   atomic_int stop;
   atomic_int stops;          /* set by a signal: LP_FD_STOPS has ids */
   unsigned stopped[STOPPED_MAX];  /* the ids of tasks sent ahead it stopped last */
@@ -166,6 +167,16 @@ static int get_string(const unsigned char **p, const unsigned char *end, char **
   return 0;
 }
 
+/* A large result's bytes so far (the encoder's flush, state.h): a PART frame
+** now, so that the host reads it while the rest is written. */
+static int put_part(void *ud, lp_buf *part) {
+  worker *wk = (worker *)ud;
+  if (lp_frame_append(&wk->out, LP_FRAME_PART, 0, wk->task, part->data, part->len)) return -1;
+  if (lp_write_all(LP_FD_OUT, &wk->out)) _exit(EXIT_HOST_GONE);
+  part->len = 0;
+  return 0;
+}
+
 static int get_bytes(const unsigned char **p, const unsigned char *end, lp_buf *b) {
   const char *s;
   size_t n;
@@ -207,6 +218,8 @@ static void configure(worker *wk) {
   wk->st.host.ud = wk;
   wk->st.host.message = host_message;
   wk->st.host.event = host_event;
+  wk->st.host.result = put_part;
+  wk->st.host.result_chunk = LP_PART_BYTES;
   wk->st.intr.cancel = &wk->cancel;
   wk->st.intr.stop = &wk->stop;
 }
@@ -242,6 +255,7 @@ static int serve(worker *wk, const lp_frame *f) {
     failed = 1;
     stopped = 0;
   } else {
+    wk->task = f->id;
     stopped = lp_state_run(&wk->st, f->id, f->body, f->len, NULL, NULL, &wk->outcome, &failed);
   }
   head[1] = lp_now_ns() - head[1];
