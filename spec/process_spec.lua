@@ -181,6 +181,11 @@ describe("process runtime", function()
       fault("part_then_exit", "^Worker exited unexpectedly: exited with status 0$", 2)
     end)
 
+    it("rejects a task whose worker sends empty parts of its result", function()
+      -- a flush always has bytes: an empty PART is corrupt (else endless ones grow the host)
+      fault("empty_parts", "^Worker exited unexpectedly: it sent a corrupt frame %(.+%)$", 2)
+    end)
+
     it("rejects a task whose worker closes its pipe", function()
       if not jit then pending("LuaJIT's FFI") return end
       fault("close_pipe", "^Worker exited unexpectedly: exited with status %d+$")

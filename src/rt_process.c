@@ -387,8 +387,9 @@ static int pr_run(lp_worker *w, lp_task *t) {
       return unsent ? LP_UNSENT : 1;  /* one it never read goes back to the queue */
     }
     if (forward(w, &f)) continue;
-    if (f.kind == LP_FRAME_PART && f.id == t->id) {
-      if ((parts += f.len) > LP_FRAME_MAXBODY || put_part(w, t, &f)) return fault(w, t, 1);
+    if (f.kind == LP_FRAME_PART && f.id == t->id) {  /* never empty: a flush has bytes */
+      if (f.len == 0 || (parts += f.len) > LP_FRAME_MAXBODY || put_part(w, t, &f))
+        return fault(w, t, 1);
       continue;
     }
     if (f.kind != LP_FRAME_RESULT || f.id != t->id || f.len < 16) return fault(w, t, 1);
