@@ -123,7 +123,7 @@ lp_task *lp_task_new(lp_pool *p) {
   atomic_init(&t->state, LP_TASK_QUEUED);
   t->failed = 0;
   t->target = -1;
-  t->in_child = t->stopped_ahead = 0;
+  t->in_child = t->stopped_ahead = t->posted = 0;
   t->in.len = t->out.len = 0;
   return t;
 }
@@ -468,7 +468,7 @@ void lp_task_fail(lp_task *t, const char *code, const char *message) {
   if (code) lp_encode_strings(&t->out, err, 4);  /* empty on failure: out_of_memory */
 }
 
-int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part) {
+int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part, int post) {
   if (t->stream) return lp_stream_publish(t->stream, part);
   if (!(t->stream = lp_stream_new())) return -1;
   if (lp_stream_publish(t->stream, part)) {
@@ -476,7 +476,10 @@ int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part) {
     t->stream = NULL;
     return -1;
   }
-  lp_pool_post(p, &t->msg);
+  if (post) {
+    t->posted = 1;
+    lp_pool_post(p, &t->msg);
+  }
   return 0;
 }
 
@@ -778,15 +781,18 @@ void lp_pool_post(lp_pool *p, lp_msg *m) {
 }
 
 void lp_pool_post_task(lp_pool *p, lp_task *t) {
+  int posted;
   lp_stats_add(&p->wait_time, t->t_start - t->t_queued);
   lp_stats_add(&p->run_time, t->t_end - t->t_start);
   if (!t->stream) {
     lp_pool_post(p, &t->msg);
     return;
   }
+  posted = t->posted;
   if (!t->failed && t->out.len && lp_stream_publish(t->stream, &t->out))
     lp_task_fail(t, NULL, NULL);  /* out of memory */
-  lp_stream_end(t->stream, t->failed);  /* the main thread may free t now */
+  lp_stream_end(t->stream, t->failed);  /* the main thread may free t now, if posted */
+  if (!posted) lp_pool_post(p, &t->msg);
 }
 
 static lp_msg *take_all(lp_pool *p) {

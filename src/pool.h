@@ -87,7 +87,8 @@ struct lp_task {
   unsigned id;                 /* never 0; names it across a process boundary */
   int slot;                    /* its index in the pool's tasks, >= 1: how Lua names it */
   lp_buf in, out;
-  struct lp_stream *stream;    /* threads: a large result, posted as it is written */
+  struct lp_stream *stream;    /* a large result in parts (lp_task_part) */
+  int posted;                  /* threads: posted with the first part, read as written */
   struct lp_stream *in_stream; /* threads: a large value, submitted as it was written */
   int dropped;                 /* its submit failed after a worker took it: not settled */
   uint64_t t_queued, t_start, t_end;  /* monotonic ns */
@@ -266,10 +267,12 @@ lp_task *lp_task_at(lp_pool *p, long slot);   /* NULL where no task is */
 ** outcome, which reads as out of memory (as does one that fails to encode). */
 void lp_task_fail(lp_task *t, const char *code, const char *message);
 /* Worker: the next part of t's result, which it takes (leaving part empty);
-** the first posts t, so that the main thread reads the result while the
-** rest is written (stream.h); lp_pool_post_task ends it. 0, or -1 out of
-** memory (part then unchanged). */
-int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part);
+** with post, the first posts t, so that the main thread reads the result
+** while the rest is written (stream.h); lp_pool_post_task ends it (and
+** posts t if not posted yet). 0, or -1 out of memory (part then unchanged).
+** A process worker's parts are not posted early: a child that stalls after
+** one must not hold the main thread in its read. */
+int lp_task_part(lp_pool *p, lp_task *t, lp_buf *part, int post);
 /* A task's value submitted in parts (t->in_stream), made whole in t->in for
 ** a runtime that sends it on: 0, or -1 out of memory. */
 int lp_task_whole(lp_task *t);

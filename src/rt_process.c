@@ -353,7 +353,7 @@ static void task_time(lp_worker *w, const lp_frame *f) {
 ** -1 out of memory. */
 static int put_part(lp_worker *w, lp_task *t, const lp_frame *f) {
   lp_buf part = {0};
-  if (lp_buf_put(&part, f->body, f->len) || lp_task_part(w->pool, t, &part)) {
+  if (lp_buf_put(&part, f->body, f->len) || lp_task_part(w->pool, t, &part, 0)) {
     lp_buf_free(&part);
     return -1;
   }

@@ -24,7 +24,7 @@ static void post_event(void *ud, const char *text) {
 /* A large result's bytes so far (lp_task_part). */
 static int put_result(void *ud, lp_buf *out) {
   lp_worker *w = (lp_worker *)ud;
-  return lp_task_part(w->pool, w->task, out);
+  return lp_task_part(w->pool, w->task, out, 1);
 }
 
 static void heap_seen(lp_worker *w) {
