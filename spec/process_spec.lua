@@ -181,6 +181,17 @@ describe("process runtime", function()
       fault("part_then_exit", "^Worker exited unexpectedly: exited with status 0$", 2)
     end)
 
+    it("times out a task whose worker stops after the first part of its result", function()
+      if not jit then pending("LuaJIT's FFI") return end
+      -- the main thread reads a process worker's result once it is whole: it is free to
+      -- time the task out, and the pool kills the stopped child (the task's id is 2)
+      local pool = new { minThreads = 1, maxThreads = 1, terminateTimeout = 50 }
+      pool:run(nil, { name = "pid" }):get()
+      local e = rejection(pool:run(2, { name = "part_then_stop", timeout = 200 }))
+      assert.equal("timeout", e.code)
+      assert.is_number(pool:run(nil, { name = "pid" }):get())
+    end)
+
     it("rejects a task whose worker sends empty parts of its result", function()
       -- a flush always has bytes: an empty PART is corrupt (else endless ones grow the host)
       fault("empty_parts", "^Worker exited unexpectedly: it sent a corrupt frame %(.+%)$", 2)
