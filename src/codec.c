@@ -57,7 +57,6 @@ enum {
   T_KEYREF, T_LIST, T_LIST_SHARED, T_KEEPALL
 };
 
-
 /* ---- encoder: pointer maps -------------------------------------------- */
 
 /* Tables made one after another lie near one another, and so should their
@@ -806,6 +805,13 @@ void lp_encoder_no_modules(lp_encoder *e, lua_State *L) {
   e->modules = 0;
 }
 
+int lp_encoder_end_list(lp_encoder *e, lua_State *L) {
+  if (!e->own_modules) return 0;
+  lp_encoder_no_modules(e, L);
+  e->own_modules = 0;
+  return 1;
+}
+
 /* Values that are all nil, booleans or numbers need no references, modules
 ** nor globals: written straight (a task's argument, an empty result).
 ** Returns 0, -1 (out of memory, e->err says so), or 1 when one is not. */
@@ -838,11 +844,7 @@ int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
   if ((r = put_scalars(e, L, out, idx, n, root)) <= 0) return r;
   encoder_reset(e);
   r = lp_encode_more(e, L, out, idx, n, root);
-  if (e->own_modules) {  /* put_list's */
-    lp_encoder_no_modules(e, L);
-    e->own_modules = 0;
-    return r;
-  }
+  if (lp_encoder_end_list(e, L)) return r;  /* a list tried its values again already */
   if (r == 0 || e->modules || e->flushed) return r;  /* once bytes have gone, no second pass */
   if (lp_encoder_modules(e, L)) return -1;  /* no memory: the first error stands */
   encoder_reset(e);
@@ -1291,8 +1293,7 @@ int lp_decode_table(lua_State *L, const char *data, size_t len) {
 }
 
 int lp_decode_flags(lua_State *L, const char *data, size_t len, int flags) {
-  return decode_paused(L, data, len, (flags & LP_DECODE_TABLE) != 0, flags & ~LP_DECODE_TABLE,
-                       NULL, NULL);
+  return lp_decode_refill(L, data, len, NULL, NULL, flags);
 }
 
 int lp_decode_refill(lua_State *L, const char *data, size_t len, lp_refill refill,

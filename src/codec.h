@@ -90,6 +90,9 @@ int lp_encode(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,
 ** again, no_modules(). modules() returns 0, or -1 out of memory. */
 int lp_encoder_modules(lp_encoder *e, lua_State *L);
 void lp_encoder_no_modules(lp_encoder *e, lua_State *L);
+/* After a message, or an error that cut it short: drops the modules a list
+** turned on to write a value again (put_list); 1 if it had, else 0. */
+int lp_encoder_end_list(lp_encoder *e, lua_State *L);
 /* The same, continuing the previous call's references: values written by
 ** both calls decode together, in one lp_decode, sharing tables. */
 int lp_encode_more(lp_encoder *e, lua_State *L, lp_buf *out, int idx, int n,

@@ -218,10 +218,7 @@ static int put_header_string(lp_buf *b, lua_State *L, int idx) {
 static int encode_pair(lua_State *L, lp_encoder *e, lp_buf *in, int h, int v) {
   size_t mark = in->len;
   int r = lp_encode(e, L, in, h, 1, "handler") || lp_encode_more(e, L, in, v, 1, "task");
-  if (e->own_modules) {  /* a list's (codec.c put_list) */
-    lp_encoder_no_modules(e, L);
-    e->own_modules = 0;
-  }
+  lp_encoder_end_list(e, L);
   if (r == 0 || e->flushed) return r ? -1 : 0;  /* once parts have gone, no second pass */
   in->len = mark;
   if (lp_encoder_modules(e, L)) return -1;
@@ -304,10 +301,7 @@ static int encode_into(lua_State *L, lp_pool *p, lp_task *t, int kind) {
   r = lua_pcall(L, 3, 0, 0);
   p->enc.flush = NULL;
   if (r != LUA_OK) {  /* memory, or a finalizer: the error goes on, t does not */
-    if (p->enc.own_modules) {
-      lp_encoder_no_modules(&p->enc, L);
-      p->enc.own_modules = 0;
-    }
+    lp_encoder_end_list(&p->enc, L);
     if (end_write(p, 1) > 0) lp_task_free(p, t);
     return lua_error(L);
   }

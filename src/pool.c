@@ -510,8 +510,8 @@ int lp_pool_send_ahead(lp_worker *w, int max, lp_task **first) {
   share = (long)atomic_load_explicit(&p->queued, memory_order_relaxed) / (p->nlive > 1 ? p->nlive : 1);
   if (max > share) max = (int)share;
   if (w->retire) max = 0;  /* it is to end after the task it runs */
-  while (n < max && p->head && !p->slots[w->slot].mine && !lp_buf_nrefs(&p->head->in) &&
-         !p->head->in_stream) {  /* pr_run makes it whole, and checks it */
+  while (n < max && p->head && !p->slots[w->slot].mine &&
+         !p->head->in_stream && !lp_buf_nrefs(&p->head->in)) {  /* pr_run checks those */
     lp_task *t = p->head;
     lp_pool_unlink_queued(p, t);
     atomic_store(&t->state, LP_TASK_RUNNING);

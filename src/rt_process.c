@@ -304,7 +304,6 @@ static int refuse_shared(lp_task *t) {
 }
 
 static int put_task(lp_proc *c, lp_task *t) {
-  if (lp_task_whole(t)) return -1;
   t->sent_at = c->written + c->out.len;
   if (lp_frame_append(&c->out, LP_FRAME_TASK, 0, t->id, t->in.data, t->in.len)) return -1;
   t->in_child = 1;

@@ -560,10 +560,7 @@ int lp_state_run(lp_state *s, unsigned id, const char *in, size_t len, lp_refill
     status = lua_pcall(L, 0, 0, 0);
     s->io = NULL;
     s->enc.flush = NULL;
-    if (s->enc.own_modules) {  /* an error cut a list's result short */
-      lp_encoder_no_modules(&s->enc, L);
-      s->enc.own_modules = 0;
-    }
+    lp_encoder_end_list(&s->enc, L);  /* an error may have cut a list's result short */
     s->heap.enforce = 0;
     if (status == LUA_ERRMEM) {
       lua_pushnil(L);
